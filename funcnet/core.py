@@ -28,13 +28,13 @@ import contextlib
 import contextvars
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple, Protocol, Union
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-Shape = tuple[Union[int, None], ...]
+Shape = tuple[int | None, ...]
 """A shape whose batch (or any) dimension may be ``None``."""
 
 InputShape = Any
@@ -286,7 +286,7 @@ def init_child(segment: str, child: Layer, key: jax.Array, input_shape: InputSha
         row_index = len(recorder.rows)
     try:
         output_shape, params, state = child.init(key, input_shape)
-    except Exception as error:  # noqa: BLE001 - every failure gets the child's path
+    except Exception as error:
         raise _reraise_within(segment, child, error) from None
     finally:
         if recorder is not None:
@@ -311,7 +311,7 @@ def apply_child(
     """Applies a combinator's child, naming it ``segment`` in errors."""
     try:
         return child.apply(params, state, x, key=key, train=train)
-    except Exception as error:  # noqa: BLE001 - every failure gets the child's path
+    except Exception as error:
         raise _reraise_within(segment, child, error) from None
 
 
@@ -373,11 +373,7 @@ def as_layer(obj: Any) -> Layer:
     """
     if isinstance(obj, Layer):
         return obj
-    if (
-        isinstance(obj, tuple)
-        and len(obj) == 2
-        and all(callable(f) for f in obj)
-    ):
+    if isinstance(obj, tuple) and len(obj) == 2 and all(callable(f) for f in obj):
         raise TypeError(
             "got a pair of functions, which looks like a stax (init_fun, apply_fun) "
             "layer. Convert it with funcnet.from_stax(pair)."
@@ -406,7 +402,9 @@ def from_stax(pair: tuple[Callable, Callable], name: str = "stax") -> Layer:
     init_fun, apply_fun = pair
 
     def init(key, input_shape):
-        output_shape, params = init_fun(key, shape_of(input_shape) if is_shape(input_shape) else input_shape)
+        output_shape, params = init_fun(
+            key, shape_of(input_shape) if is_shape(input_shape) else input_shape
+        )
         return tuple(output_shape), params, {}
 
     def apply(params, state, x, *, key=None, train=False):

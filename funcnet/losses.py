@@ -20,7 +20,9 @@ from jax.typing import ArrayLike
 Loss = Callable[[Any, Any], jax.Array]
 
 
-def _same_shape(name: str, predictions: ArrayLike, targets: ArrayLike) -> tuple[jax.Array, jax.Array]:
+def _same_shape(
+    name: str, predictions: ArrayLike, targets: ArrayLike
+) -> tuple[jax.Array, jax.Array]:
     predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
     if predictions.shape != targets.shape:
         hint = ""
@@ -145,7 +147,9 @@ def sparse_categorical_crossentropy(
             f"shape {predictions.shape} without the class axis), got {targets.shape}."
         )
     if from_logits:
-        return jnp.mean(optax.losses.softmax_cross_entropy_with_integer_labels(predictions, targets))
+        return jnp.mean(
+            optax.losses.softmax_cross_entropy_with_integer_labels(predictions, targets)
+        )
     p = jnp.take_along_axis(jnp.clip(predictions, epsilon, 1.0), targets[..., None], axis=-1)
     return -jnp.mean(jnp.log(p))
 

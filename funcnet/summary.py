@@ -34,7 +34,9 @@ def summary(net: Layer, input_shape: InputShape, *, key: jax.Array | None = None
         output_shape, params, _ = net.init(key, input_shape)
     lines = [("input", str(_shape_text(input_shape)), "0")]
     if rows:
-        lines += [("  " * r.depth + r.path, str(r.output_shape), f"{r.param_count:,}") for r in rows]
+        lines += [
+            ("  " * r.depth + r.path, str(r.output_shape), f"{r.param_count:,}") for r in rows
+        ]
     else:
         lines.append((net.name, str(output_shape), f"{param_count(params):,}"))
     header = ("Layer", "Output shape", "Params")

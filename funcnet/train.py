@@ -200,14 +200,14 @@ def _num_examples(name: str, data: Any) -> int:
     leaves = jax.tree.leaves(data)
     if not leaves:
         raise ValueError(f"fit: {name} holds no arrays.")
-    sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
-    if None in sizes:
+    if any(np.ndim(leaf) == 0 for leaf in leaves):
         raise ValueError(f"fit: every array in {name} needs a leading example axis; got a scalar.")
+    sizes = {int(np.shape(leaf)[0]) for leaf in leaves}
     if len(sizes) > 1:
         raise ValueError(
             f"fit: the arrays in {name} have different numbers of examples: {sorted(sizes)}."
         )
-    return int(sizes.pop())
+    return sizes.pop()
 
 
 def _check_data(x: Any, y: Any) -> int:
@@ -224,7 +224,11 @@ def _check_data(x: Any, y: Any) -> int:
 def _check_batch_size(batch_size: int | None, n: int) -> int:
     if batch_size is None:
         return min(32, n)
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size <= 0:
+    if (
+        not isinstance(batch_size, (int, np.integer))
+        or isinstance(batch_size, bool)
+        or batch_size <= 0
+    ):
         raise ValueError(f"fit: batch_size must be a positive integer, got {batch_size!r}.")
     if batch_size > n:
         raise ValueError(
@@ -239,7 +243,7 @@ def _input_spec(x: Any) -> Any:
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct((None, *a.shape[1:]), a.dtype), x)
 
 
-def _take(data: Any, index: jax.Array) -> Any:
+def _take(data: Any, index: jax.Array | slice) -> Any:
     return jax.tree.map(lambda a: a[index], data)
 
 

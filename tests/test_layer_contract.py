@@ -54,7 +54,10 @@ def test_init_shape_equals_apply_shape(case):
     x = example_input(case, jax.random.key(2))
     y, _ = jax.eval_shape(lambda p, s, x: run(net, p, s, x), params, state, x)
     got = jax.tree.map(lambda a: a.shape, y)
-    assert jax.tree.map(lambda s: concrete(s), out_shape, is_leaf=lambda s: isinstance(s, tuple)) == got
+    assert (
+        jax.tree.map(lambda s: concrete(s), out_shape, is_leaf=lambda s: isinstance(s, tuple))
+        == got
+    )
 
 
 def test_jit_equals_eager(case):
@@ -73,7 +76,9 @@ def test_vmap_over_extra_axis_equals_separate_calls(case):
     for i, x in enumerate(xs):
         single, _ = run(net, params, state, x)
         jax.tree.map(
-            lambda a, b, i=i: np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-5), mapped, single
+            lambda a, b, i=i: np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-5),
+            mapped,
+            single,
         )
 
 

@@ -82,7 +82,9 @@ def _activation_layer(fn: Callable[[jax.Array], jax.Array], name: str) -> Layer:
     return Layer(init, apply, name)
 
 
-def Activation(activation: str | Callable[[jax.Array], jax.Array], name: str | None = None) -> Layer:
+def Activation(
+    activation: str | Callable[[jax.Array], jax.Array], name: str | None = None
+) -> Layer:
     """An elementwise activation given by name or function, as a layer.
 
     Example:

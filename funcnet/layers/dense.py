@@ -13,13 +13,16 @@ from funcnet.layers.activations import get_activation
 
 Initializer = Callable[..., jax.Array]
 
+# Keras's defaults, so the seed tutorials land where Keras does.
+GLOROT_UNIFORM = jax.nn.initializers.glorot_uniform()
+
 
 def Dense(
     units: int,
     activation: str | Callable[[jax.Array], jax.Array] | None = None,
     *,
     use_bias: bool = True,
-    w_init: Initializer = jax.nn.initializers.glorot_uniform(),
+    w_init: Initializer = GLOROT_UNIFORM,
     b_init: Initializer = jax.nn.initializers.zeros,
     dtype: Any = None,
     param_dtype: Any = jnp.float32,

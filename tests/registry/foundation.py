@@ -28,7 +28,8 @@ CASES = [
     Case(
         "custom_layer",
         lambda: fn.custom_layer(
-            lambda p, x: x * p["s"][None, :].astype(x.dtype), lambda key, shape: {"s": jax.random.normal(key, shape[-1:])}
+            lambda p, x: x * p["s"][None, :].astype(x.dtype),
+            lambda key, shape: {"s": jax.random.normal(key, shape[-1:])},
         ),
         (None, 3),
     ),

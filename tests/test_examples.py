@@ -1,0 +1,36 @@
+"""Smoke tests of the seed examples, at small sizes where the full run is long."""
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hello_predicts_about_19(capsys):
+    assert load("hello").main() == pytest.approx(19.0, abs=0.1)
+    assert "prediction for x = 10: 18.9" in capsys.readouterr().out
+
+
+def test_tiny_sigmoid_gets_close_to_its_targets():
+    predictions = load("tiny_sigmoid").main(max_epochs=20_000, tolerance=0.05, chunk=1000)
+    np.testing.assert_allclose(predictions[:, 0], [0.1, 0.3, 0.5], atol=0.05)
+
+
+def test_neuron_predicts_the_first_input():
+    assert load("neuron").main(steps=3000) > 0.97
+
+
+def test_anatomy_summary_shows_the_shapes_fitting():
+    table = load("anatomy").main()
+    assert "serial[1].Dense  (None, 32)     1,056" in table
+    assert table.endswith("Total params: 26,176")
