@@ -1,0 +1,35 @@
+"""Registry cases for Embedding: integer ids in, vectors in the table's dtype out."""
+
+import jax
+import jax.numpy as jnp
+
+import funcnet as fn
+from tests.registry import Case
+
+VOCAB = 7
+
+
+def random_ids(key, shape, dtype):
+    return jax.random.randint(key, shape, 0, VOCAB, dtype)
+
+
+CASES = [
+    # The output follows the table's dtype, not the (integer) input's.
+    Case(
+        "Embedding",
+        lambda: fn.Embedding(VOCAB, 3),
+        (None, 5),
+        make_input=random_ids,
+        input_dtype=jnp.int32,
+        float_dtypes=False,
+    ),
+    Case(
+        "Embedding",
+        lambda: fn.Embedding(VOCAB, 2),
+        jax.ShapeDtypeStruct((None, 2, 3), jnp.int32),
+        make_input=random_ids,
+        input_dtype=jnp.int32,
+        float_dtypes=False,
+        id="spec-rank3",
+    ),
+]

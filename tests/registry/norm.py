@@ -1,0 +1,25 @@
+"""Registry cases for the normalization layers and Dropout.
+
+The generic tests call ``apply`` with ``train=False``, so BatchNorm uses its
+running statistics and Dropout is the identity there; their training
+behaviour is tested in tests/test_norm.py and tests/test_dropout.py.
+"""
+
+import funcnet as fn
+from tests.registry import Case
+
+CASES = [
+    Case("BatchNorm", fn.BatchNorm, (None, 4)),
+    Case(
+        "BatchNorm",
+        lambda: fn.BatchNorm(axis=1, use_bias=False),
+        (None, 3, 2, 2),
+        id="channels-first",
+    ),
+    Case("LayerNorm", fn.LayerNorm, (None, 5)),
+    Case("LayerNorm", lambda: fn.LayerNorm(use_bias=False), (None, 2, 4), id="rank3-nobias"),
+    Case("RMSNorm", fn.RMSNorm, (None, 2, 4)),
+    Case("GroupNorm", lambda: fn.GroupNorm(2), (None, 3, 4)),
+    Case("GroupNorm", lambda: fn.GroupNorm(3), (None, 2, 2, 6), id="2d"),
+    Case("Dropout", lambda: fn.Dropout(0.5), (None, 4)),
+]
