@@ -1,0 +1,340 @@
+"""Convolutions: Conv and ConvTranspose over 1, 2 or 3 spatial axes.
+
+Decisions (see also docs/layers-conv.md):
+
+* Channels-last, ``[batch, *spatial, channels]``, as Keras and Flax: it is
+  what image and sequence data usually look like, and what XLA prefers on
+  CPU and TPU. The kernel is ``[*kernel_size, in_channels / groups,
+  features]`` (``HWIO``), the layout of Flax and of Keras's ``Conv``.
+* The rank comes from ``kernel_size``: ``(3, 3)`` is a 2-D convolution, and an
+  int is 1-D, so ``Conv(16, 5)`` reads as "a length-5 filter over sequences".
+  The input must have exactly that many spatial axes; anything else is an
+  error, never a silent reshape.
+* ``padding`` is "SAME" (TensorFlow's rule: ``ceil(size / stride)`` outputs,
+  an odd total puts the extra zero at the high end), "VALID", or explicit
+  ``(low, high)`` pairs. The default is "SAME" (as Flax), so a stack of
+  stride-1 convolutions keeps the spatial size.
+* ``ConvTranspose`` is the adjoint (the input-gradient) of ``Conv`` with the
+  same kernel size, strides, dilation and padding: each input element scatters
+  ``x[i] * w[k]`` to output position ``i * stride + k * dilation``, and the
+  padding trims that full output. So SAME gives ``size * stride`` and VALID
+  ``size * stride + max(extent - stride, 0)``, as Keras and Flax; explicit
+  pairs trim ``low`` and ``high`` elements (as PyTorch's ``padding``). Its
+  kernel is ``[*kernel_size, in_channels, features]``, the same layout as Conv
+  (Keras stores it the other way round).
+* Weights default to Glorot-uniform with fans counted over the receptive
+  field, biases to zeros (Keras's defaults).
+* All convolutions go through :func:`_conv`, one small function, so that a
+  faster formulation (im2col on CPU, say) can replace it in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from funcnet.core import Layer, check_float, check_input_shape, expand_to, shape_error
+from funcnet.layers._window import (
+    Padding,
+    check_rank,
+    dilated,
+    output_sizes,
+    pad_pair,
+    padding_spec,
+    per_axis,
+    positive_int,
+    window_tuple,
+)
+
+Initializer = Callable[..., jax.Array]
+
+# Keras's default: fans count the receptive field (in_axis=-2, out_axis=-1).
+GLOROT_UNIFORM = jax.nn.initializers.glorot_uniform()
+
+
+def _conv(
+    x: jax.Array,
+    w: jax.Array,
+    strides: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    *,
+    lhs_dilation: Sequence[int] | None = None,
+    rhs_dilation: Sequence[int] | None = None,
+    groups: int = 1,
+) -> jax.Array:
+    """Cross-correlates channels-last ``x`` with an ``[*k, in/groups, out]`` kernel."""
+    n = x.ndim - 2
+    spatial = tuple(range(1, n + 1))
+    dims = lax.ConvDimensionNumbers(
+        lhs_spec=(0, n + 1, *spatial),
+        rhs_spec=(n + 1, n, *range(n)),
+        out_spec=(0, n + 1, *spatial),
+    )
+    return lax.conv_general_dilated(
+        x,
+        w,
+        window_strides=tuple(strides),
+        padding=tuple(pads),
+        lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation,
+        dimension_numbers=dims,
+        feature_group_count=groups,
+    )
+
+
+def _init_in_channels(name: str, input_shape: Any, n: int) -> tuple:
+    shape = check_input_shape(name, input_shape)
+    check_rank(name, shape, n, "convolution", "kernel_size")
+    if shape[-1] is None:
+        raise shape_error(
+            name, f"the last (channels) dimension must be known at init, got shape {shape}."
+        )
+    return shape
+
+
+def _check_apply_input(name: str, x: Any, n: int, in_channels: int) -> jax.Array:
+    x = check_float(name, x)
+    check_rank(name, x.shape, n, "convolution", "kernel_size")
+    if x.shape[-1] != in_channels:
+        raise shape_error(
+            name,
+            f"expected {in_channels} input channels (the last axis, as given at init), got "
+            f"input of shape {x.shape}. Check the previous layer's output, or re-run init "
+            "with this input shape.",
+        )
+    return x
+
+
+def Conv(
+    features: int,
+    kernel_size: int | Sequence[int],
+    strides: int | Sequence[int] = 1,
+    padding: str | Sequence[tuple[int, int]] = "SAME",
+    *,
+    dilation: int | Sequence[int] = 1,
+    feature_group_count: int = 1,
+    use_bias: bool = True,
+    w_init: Initializer = GLOROT_UNIFORM,
+    b_init: Initializer = jax.nn.initializers.zeros,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
+    name: str = "Conv",
+) -> Layer:
+    """A 1-, 2- or 3-D convolution (cross-correlation) over channels-last inputs.
+
+    Args:
+        features: the number of output channels.
+        kernel_size: the window, one int per spatial axis: ``(3, 3)`` for images,
+            ``(3,)`` or ``3`` for sequences, ``(3, 3, 3)`` for volumes.
+        strides: the step between windows, an int for every axis or one per axis.
+        padding: "SAME" (output size ``ceil(size / stride)``), "VALID" (no padding)
+            or one ``(low, high)`` pair of zeros per spatial axis.
+        dilation: the spacing between kernel taps (atrous convolution).
+        feature_group_count: split input and output channels into this many
+            groups, each convolved separately; equal to the input channels for a
+            depthwise convolution (``features`` then a multiple of it).
+        use_bias: whether to add the bias ``b``.
+        w_init: initializer of ``w``, ``[*kernel_size, in_channels / groups,
+            features]``.
+        b_init: initializer of ``b``, ``[features]``.
+        dtype: the computation dtype; None computes in the input's dtype.
+        param_dtype: the dtype in which ``w`` and ``b`` are stored.
+        name: the name used in error paths and summaries.
+
+    Returns:
+        A layer mapping ``[batch, *spatial, in_channels]`` to
+        ``[batch, *out_spatial, features]``, with params ``{"w", "b"}``.
+
+    Example:
+        >>> import jax, funcnet as fn
+        >>> net = fn.Conv(8, (3, 3), strides=2)
+        >>> out_shape, params, state = net.init(jax.random.key(0), (None, 28, 28, 1))
+        >>> out_shape
+        (None, 14, 14, 8)
+        >>> jax.tree.map(jax.numpy.shape, params)
+        {'b': (8,), 'w': (3, 3, 1, 8)}
+    """
+    features = positive_int(name, "features", features)
+    kernel = window_tuple(name, "kernel_size", kernel_size)
+    n = len(kernel)
+    stride = per_axis(name, "strides", strides, n)
+    dil = per_axis(name, "dilation", dilation, n)
+    pad: Padding = padding_spec(name, padding, n)
+    groups = positive_int(name, "feature_group_count", feature_group_count)
+    if features % groups:
+        raise ValueError(
+            f"{name}: features ({features}) must be divisible by feature_group_count ({groups}): "
+            "each group produces features / feature_group_count channels."
+        )
+
+    def spatial_out(shape: Sequence[int | None]) -> tuple[int | None, ...]:
+        return output_sizes(name, "kernel", shape[1:-1], kernel, stride, dil, pad)
+
+    def init(key, input_shape):
+        shape = _init_in_channels(name, input_shape, n)
+        in_channels = shape[-1]
+        if in_channels % groups:
+            raise shape_error(
+                name,
+                f"input channels ({in_channels}) must be divisible by feature_group_count "
+                f"({groups}), got input shape {shape}. For a depthwise convolution set "
+                "feature_group_count to the number of input channels.",
+            )
+        w_key, b_key = jax.random.split(key)
+        params = {"w": w_init(w_key, (*kernel, in_channels // groups, features), param_dtype)}
+        if use_bias:
+            params["b"] = b_init(b_key, (features,), param_dtype)
+        return (shape[0], *spatial_out(shape), features), params, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        del key, train
+        w = params["w"]
+        x = _check_apply_input(name, x, n, w.shape[-2] * groups)
+        spatial_out(x.shape)  # raises if the kernel does not fit
+        pads = [
+            pad_pair(pad, axis, size, dilated(k, d), s)
+            for axis, (size, k, d, s) in enumerate(zip(x.shape[1:-1], kernel, dil, stride))
+        ]
+        compute_dtype = dtype or x.dtype
+        y = _conv(
+            x.astype(compute_dtype),
+            w.astype(compute_dtype),
+            stride,
+            pads,
+            rhs_dilation=dil,
+            groups=groups,
+        )
+        if use_bias:
+            y = y + expand_to(params["b"].astype(compute_dtype), y.ndim)
+        return y, state
+
+    return Layer(init, apply, name)
+
+
+def _transpose_geometry(
+    pad: Padding, axis: int, size: int, extent: int, stride: int
+) -> tuple[int, int]:
+    """``(output size, elements trimmed from the low end of the full scatter)``."""
+    if isinstance(pad, str):
+        if pad == "SAME":
+            return size * stride, max(extent - stride, 0) // 2
+        return size * stride + max(extent - stride, 0), 0
+    lo, hi = pad[axis]
+    return (size - 1) * stride + extent - lo - hi, lo
+
+
+def ConvTranspose(
+    features: int,
+    kernel_size: int | Sequence[int],
+    strides: int | Sequence[int] = 1,
+    padding: str | Sequence[tuple[int, int]] = "SAME",
+    *,
+    dilation: int | Sequence[int] = 1,
+    use_bias: bool = True,
+    w_init: Initializer = GLOROT_UNIFORM,
+    b_init: Initializer = jax.nn.initializers.zeros,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
+    name: str = "ConvTranspose",
+) -> Layer:
+    """A 1-, 2- or 3-D transposed convolution (upsampling), channels-last.
+
+    Each input element adds ``x[i] * w[k]`` to output position
+    ``i * stride + k * dilation``; the padding then trims this full output. It
+    is the gradient of :func:`Conv` with respect to its input.
+
+    Args:
+        features: the number of output channels.
+        kernel_size: the window, an int (1-D) or one int per spatial axis.
+        strides: the upsampling factor, an int for every axis or one per axis.
+        padding: "SAME" (output ``size * stride``), "VALID" (output
+            ``size * stride + max(extent - stride, 0)``, where extent is the
+            dilated kernel size), or one ``(low, high)`` pair per axis, the
+            number of elements trimmed from each end of the full output
+            ``(size - 1) * stride + extent``.
+        dilation: the spacing between kernel taps.
+        use_bias: whether to add the bias ``b``.
+        w_init: initializer of ``w``, ``[*kernel_size, in_channels, features]``.
+        b_init: initializer of ``b``, ``[features]``.
+        dtype: the computation dtype; None computes in the input's dtype.
+        param_dtype: the dtype in which ``w`` and ``b`` are stored.
+        name: the name used in error paths and summaries.
+
+    Returns:
+        A layer mapping ``[batch, *spatial, in_channels]`` to
+        ``[batch, *out_spatial, features]``, with params ``{"w", "b"}``.
+
+    Example:
+        >>> import jax, funcnet as fn
+        >>> net = fn.ConvTranspose(4, (3, 3), strides=2)
+        >>> out_shape, params, state = net.init(jax.random.key(0), (None, 7, 7, 8))
+        >>> out_shape
+        (None, 14, 14, 4)
+        >>> fn.ConvTranspose(4, (3, 3), 2, "VALID").init(jax.random.key(0), (None, 7, 7, 8))[0]
+        (None, 15, 15, 4)
+    """
+    features = positive_int(name, "features", features)
+    kernel = window_tuple(name, "kernel_size", kernel_size)
+    n = len(kernel)
+    stride = per_axis(name, "strides", strides, n)
+    dil = per_axis(name, "dilation", dilation, n)
+    pad: Padding = padding_spec(name, padding, n)
+
+    def geometry(shape: Sequence[int | None]) -> list[tuple[int, int] | None]:
+        result: list[tuple[int, int] | None] = []
+        for axis, (size, k, s, d) in enumerate(zip(shape[1:-1], kernel, stride, dil)):
+            if size is None:
+                result.append(None)
+                continue
+            extent = dilated(k, d)
+            out, trim = _transpose_geometry(pad, axis, size, extent, s)
+            if out < 1:
+                raise shape_error(
+                    name,
+                    f"padding {pad[axis]} trims the whole output on spatial axis {axis}: input "
+                    f"size {size} gives a full output of {(size - 1) * s + extent}. Use less "
+                    "padding or a larger input.",
+                )
+            result.append((out, trim))
+        return result
+
+    def init(key, input_shape):
+        shape = _init_in_channels(name, input_shape, n)
+        w_key, b_key = jax.random.split(key)
+        params = {"w": w_init(w_key, (*kernel, shape[-1], features), param_dtype)}
+        if use_bias:
+            params["b"] = b_init(b_key, (features,), param_dtype)
+        out = tuple(None if g is None else g[0] for g in geometry(shape))
+        return (shape[0], *out, features), params, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        del key, train
+        w = params["w"]
+        x = _check_apply_input(name, x, n, w.shape[-2])
+        pads = []
+        for size, k, d, s, g in zip(x.shape[1:-1], kernel, dil, stride, geometry(x.shape)):
+            out, trim = g  # type: ignore[misc]
+            extent = dilated(k, d)
+            # A stride-1 correlation of the stride-dilated input with the flipped
+            # kernel: padding extent - 1 on each side would give the full scatter.
+            low = extent - 1 - trim
+            pads.append((low, out - ((size - 1) * s + 1) - low + extent - 1))
+        compute_dtype = dtype or x.dtype
+        flipped = jnp.flip(w.astype(compute_dtype), axis=tuple(range(n)))
+        y = _conv(
+            x.astype(compute_dtype),
+            flipped,
+            (1,) * n,
+            pads,
+            lhs_dilation=stride,
+            rhs_dilation=dil,
+        )
+        if use_bias:
+            y = y + expand_to(params["b"].astype(compute_dtype), y.ndim)
+        return y, state
+
+    return Layer(init, apply, name)
