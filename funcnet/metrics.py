@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from funcnet.losses import mae, mse
+
 Metric = Callable[[Any, Any], jax.Array]
 
 
@@ -56,7 +58,13 @@ def binary_accuracy(
     return jnp.mean((predictions > threshold) == (targets > 0.5))
 
 
-METRICS: dict[str, Metric] = {"accuracy": accuracy, "binary_accuracy": binary_accuracy}
+METRICS: dict[str, Metric] = {
+    "accuracy": accuracy,
+    "binary_accuracy": binary_accuracy,
+    # Regression losses double as metrics, as in Keras.
+    "mae": mae,
+    "mse": mse,
+}
 """Metric names accepted wherever a metric may be given as a string."""
 
 

@@ -43,6 +43,7 @@ import numpy as np
 
 from funcnet.core import Layer, Params
 from funcnet.datasets import playground_data, playground_split
+from funcnet.fit import fit
 from funcnet.playground_model import (
     PlaygroundFeatures,
     half_squared_error,
@@ -51,7 +52,7 @@ from funcnet.playground_model import (
     playground_regularization,
 )
 from funcnet.playground_url import FEATURES, PlaygroundConfig, parse_playground_url
-from funcnet.train import History, TrainState, fit, init_train_state
+from funcnet.train import History, TrainState, init_train_state
 
 DEFAULT_EPOCHS = 300
 """Epochs of ``python -m funcnet playground``: the default circle run is well under 0.05 test loss."""

@@ -128,7 +128,7 @@ def test_fit_logs_metrics_and_learns_a_classifier():
 
 
 def test_fit_verbose_prints_one_line_per_epoch(capsys):
-    fn.fit(fn.Dense(1), XS, YS, loss="mse", optimizer=optax.sgd(0.01), epochs=2, verbose=1)
+    fn.fit(fn.Dense(1), XS, YS, loss="mse", optimizer=optax.sgd(0.01), epochs=2, verbose=2)
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" - ")[0] for line in lines] == ["Epoch 1/2", "Epoch 2/2"]
 

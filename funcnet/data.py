@@ -1,0 +1,171 @@
+"""Training data: validation of in-memory arrays, and streaming batches to the device.
+
+In-memory data is a pytree of arrays with a leading example axis (``x`` may be
+one array or a tuple of arrays for a model with several inputs; ``y`` likewise).
+Data that does not fit in memory is an iterable of ``(x, y)`` batches, moved
+to the device ahead of use by :func:`prefetch_to_device`.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def as_arrays(data: Any) -> Any:
+    """``data`` with every leaf a ``jax.Array`` (lists become arrays)."""
+    return jax.tree.map(jnp.asarray, data)
+
+
+def num_examples(where: str, name: str, data: Any) -> int:
+    """The size of the leading axis shared by every array in ``data``."""
+    leaves = jax.tree.leaves(data)
+    if not leaves:
+        raise ValueError(f"{where}: {name} holds no arrays.")
+    if any(np.ndim(leaf) == 0 for leaf in leaves):
+        raise ValueError(
+            f"{where}: every array in {name} needs a leading example axis; got a scalar."
+        )
+    sizes = {int(np.shape(leaf)[0]) for leaf in leaves}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"{where}: the arrays in {name} have different numbers of examples: {sorted(sizes)}."
+        )
+    return sizes.pop()
+
+
+def check_pair(where: str, x: Any, y: Any) -> int:
+    """Checks that ``x`` and ``y`` hold the same, non-zero number of examples."""
+    n_x, n_y = num_examples(where, "x", x), num_examples(where, "y", y)
+    if n_x != n_y:
+        raise ValueError(
+            f"{where}: x has {n_x} examples but y has {n_y}; they must match along the first axis."
+        )
+    if n_x == 0:
+        raise ValueError(f"{where}: the dataset is empty (x has 0 examples).")
+    return n_x
+
+
+def check_batch_size(batch_size: int | None, n: int) -> int:
+    """Resolves ``batch_size``: None is ``min(32, n)``; otherwise ``1 <= batch_size <= n``."""
+    if batch_size is None:
+        return min(32, n)
+    if (
+        not isinstance(batch_size, (int, np.integer))
+        or isinstance(batch_size, bool)
+        or batch_size <= 0
+    ):
+        raise ValueError(f"fit: batch_size must be a positive integer, got {batch_size!r}.")
+    if batch_size > n:
+        raise ValueError(
+            f"fit: batch_size {batch_size} is larger than the dataset ({n} examples). "
+            f"The rule: 1 <= batch_size <= number of examples. Use batch_size={n} for "
+            "full-batch training, or batch_size=None for min(32, n)."
+        )
+    return int(batch_size)
+
+
+def take(data: Any, index: Any) -> Any:
+    """Rows ``index`` (an index array or a slice) of every array in ``data``."""
+    return jax.tree.map(lambda a: a[index], data)
+
+
+def split_validation(x: Any, y: Any, fraction: float) -> tuple[Any, Any, Any, Any]:
+    """Splits off the last ``fraction`` of the examples, before any shuffling (as Keras does)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fit: validation_split must be in (0, 1), got {fraction!r}.")
+    n = num_examples("fit", "x", x)
+    n_val = int(n * fraction)
+    if n_val == 0 or n_val == n:
+        raise ValueError(
+            f"fit: validation_split={fraction} of {n} examples leaves "
+            f"{n - n_val} for training and {n_val} for validation; both must be at least 1."
+        )
+    cut = n - n_val
+    return (
+        take(x, slice(0, cut)),
+        take(y, slice(0, cut)),
+        take(x, slice(cut, n)),
+        take(y, slice(cut, n)),
+    )
+
+
+def batch_signature(batch: Any) -> Any:
+    """The tree structure, shapes and dtypes of a batch: what a compiled step depends on."""
+    return jax.tree.structure(batch), tuple(
+        (np.shape(a), np.dtype(getattr(a, "dtype", None) or np.result_type(a)))
+        for a in jax.tree.leaves(batch)
+    )
+
+
+def describe_signature(signature: Any) -> str:
+    return ", ".join(f"{shape} {dtype}" for shape, dtype in signature[1])
+
+
+def prefetch_to_device(batches: Iterable[Any], size: int = 2) -> Iterator[Any]:
+    """Yields ``batches`` moved to the device, keeping ``size`` transfers in flight.
+
+    A background thread reads the source iterator (which may do slow host work:
+    decoding, augmentation) while the device computes on earlier batches.
+
+    Example:
+        >>> import numpy as np
+        >>> [b.shape for b in prefetch_to_device([np.zeros(2), np.ones(3)])]
+        [(2,), (3,)]
+    """
+    if size < 1:
+        return (jax.device_put(batch) for batch in batches)
+    queue: collections.deque = collections.deque()
+    done = threading.Event()
+    ready = threading.Semaphore(0)
+    room = threading.Semaphore(size)
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                room.acquire()
+                if done.is_set():
+                    return
+                queue.append(jax.device_put(batch))
+                ready.release()
+        except BaseException as error:
+            failure.append(error)
+        finally:
+            queue.append(_END)
+            ready.release()
+
+    thread = threading.Thread(target=produce, daemon=True, name="funcnet-prefetch")
+    thread.start()
+
+    def consume() -> Iterator[Any]:
+        try:
+            while True:
+                ready.acquire()
+                item = queue.popleft()
+                if item is _END:
+                    if failure:
+                        raise failure[0]
+                    return
+                room.release()
+                yield item
+        finally:
+            done.set()
+            room.release()
+
+    return consume()
+
+
+_END = object()
+
+
+def limit(iterator: Iterator[Any], steps: int | None) -> Iterator[Any]:
+    """At most ``steps`` items of ``iterator`` (all of them when ``steps`` is None)."""
+    return iterator if steps is None else itertools.islice(iterator, steps)
