@@ -31,6 +31,8 @@ from funcnet.custom_grad import GradCheckError as GradCheckError
 from funcnet.custom_grad import GradCheckReport as GradCheckReport
 from funcnet.custom_grad import check_layer_grads as check_layer_grads
 from funcnet.custom_grad import custom_vjp_layer as custom_vjp_layer
+from funcnet.ensemble import FitManyResult as FitManyResult
+from funcnet.ensemble import fit_many as fit_many
 from funcnet.fit import FitResult as FitResult
 from funcnet.fit import fit as fit
 from funcnet.inference import evaluate as evaluate

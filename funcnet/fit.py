@@ -95,7 +95,7 @@ class FitResult(NamedTuple):
         return self.train_state.opt_state
 
 
-class _Carry(NamedTuple):
+class Carry(NamedTuple):
     """What the compiled loop threads from step to step besides the train state."""
 
     halted: jax.Array  # a non-finite step has stopped updates (on_nonfinite="stop")
@@ -104,22 +104,25 @@ class _Carry(NamedTuple):
     examples: jax.Array  # examples in the applied steps
 
 
-def _empty_carry(log_names: Sequence[str]) -> _Carry:
+def empty_carry(log_names: Sequence[str]) -> Carry:
     zero = jnp.zeros((), jnp.float32)
-    return _Carry(
+    return Carry(
         jnp.zeros((), bool), jnp.full((), -1, jnp.int32), {k: zero for k in log_names}, zero
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _steps_program(
+def steps_function(
     net: Layer,
     loss: Loss,
     optimizer: optax.GradientTransformation,
     metrics: tuple[tuple[str, Metric], ...],
     on_nonfinite: str,
 ) -> Callable:
-    """``(ts, carry, x, y, index[k, b], first) -> (ts, carry)``: ``k`` steps as one program."""
+    """``(ts, carry, x, y, index[k, b], first) -> (ts, carry)``: ``k`` steps in a ``lax.scan``.
+
+    Step ``i`` trains on the examples ``index[i]`` of the device-resident
+    ``x`` and ``y``; ``first`` is the index of the first step within the epoch.
+    """
     step = train_step_with_logs(net, loss, optimizer, metrics)
 
     def run(ts, carry, x, y, index, first):
@@ -129,7 +132,7 @@ def _steps_program(
             apply = finite & ~carry.halted if on_nonfinite == "stop" else finite
             ts = jax.tree.map(lambda new, old: jnp.where(apply, new, old), new_ts, ts)
             size = jnp.where(apply, row.shape[0], 0).astype(jnp.float32)
-            carry = _Carry(
+            carry = Carry(
                 halted=carry.halted | ~finite if on_nonfinite == "stop" else carry.halted,
                 first_bad=jnp.where(~finite & (carry.first_bad < 0), i, carry.first_bad),
                 sums={
@@ -143,11 +146,23 @@ def _steps_program(
         (ts, carry, _), _ = jax.lax.scan(body, (ts, carry, first), index)
         return ts, carry
 
-    return jax.jit(run, donate_argnums=(0,))
+    return run
+
+
+@functools.lru_cache(maxsize=64)
+def _steps_program(
+    net: Layer,
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    metrics: tuple[tuple[str, Metric], ...],
+    on_nonfinite: str,
+) -> Callable:
+    """:func:`steps_function`, jitted, with the train state's buffers donated."""
+    return jax.jit(steps_function(net, loss, optimizer, metrics, on_nonfinite), donate_argnums=(0,))
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
-def _epoch_order(key: jax.Array, step: jax.Array, n: int, shuffle: bool) -> jax.Array:
+def epoch_order(key: jax.Array, step: jax.Array, n: int, shuffle: bool) -> jax.Array:
     if not shuffle:
         return jnp.arange(n, dtype=jnp.int32)
     shuffle_key = jax.random.fold_in(jax.random.fold_in(key, _SHUFFLE_STREAM), step)
@@ -420,7 +435,7 @@ class _Engine:
             train_state = init_train_state(self.net, self.optimizer, spec, key=as_key(key))
         self.ts = train_state
 
-    def _finish(self, carry: _Carry) -> tuple[dict[str, float], int]:
+    def _finish(self, carry: Carry) -> tuple[dict[str, float], int]:
         carry = jax.device_get(carry)
         count = float(carry.examples)
         logs = {k: (float(v) / count if count else float("nan")) for k, v in carry.sums.items()}
@@ -457,9 +472,9 @@ class _ArrayEngine(_Engine):
         self.chunk = 1 if self.loop == "python" else chunk
 
     def run_epoch(self, epoch: int, progress: Progress) -> tuple[dict[str, float], int]:
-        order = _epoch_order(self.ts.key, self.ts.step, self.n, self.shuffle)
+        order = epoch_order(self.ts.key, self.ts.step, self.n, self.shuffle)
         rows = order[: self.full * self.batch_size].reshape(self.full, self.batch_size)
-        carry = _empty_carry(self.log_names)
+        carry = empty_carry(self.log_names)
         ts = self.ts
         done = 0
         while done < self.full:
@@ -537,7 +552,7 @@ class _StreamEngine(_Engine):
             self.pending_first = None
         else:
             iterator, first = self._epoch_iterator(), []
-        carry = _empty_carry(self.log_names)
+        carry = empty_carry(self.log_names)
         ts = self.ts
         odd: str | None = None
         steps = 0
