@@ -19,10 +19,10 @@ Playground's own semantics (tensorflow/playground, ``src/playground.ts`` and
 
 Design decisions:
 
-* Each epoch is one ``funcnet.fit(..., epochs=1, train_state=...)`` call
-  followed by one jitted evaluation of the train and test losses: the panel's
-  losses are those of the network *after* the epoch, over all points, which
-  differ from the running mean over batches that ``fit`` logs.
+* Training is one ``funcnet.fit`` call; a callback evaluates the train and
+  test losses after each epoch (one jitted evaluation): the panel's losses
+  are those of the network *after* the epoch, over all points, which differ
+  from the running mean over batches that ``fit`` logs.
 * When the number of training points is not a multiple of the batch size,
   ``fit`` makes one smaller last update per epoch, while the browser carries
   the leftover points into the next epoch's first update. The default setting
@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from funcnet.callbacks import Callback
 from funcnet.core import Layer, Params
 from funcnet.datasets import playground_data, playground_split
 from funcnet.fit import fit
@@ -68,6 +69,32 @@ class PlaygroundData(NamedTuple):
     train_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
+
+
+class _PanelCallback(Callback):
+    """After each epoch: the panel's train and test losses, log lines and snapshots."""
+
+    def __init__(
+        self, panel, arrays, history, snapshots, epochs, log_every, snapshot_every, print_fn
+    ):
+        self.panel, self.arrays, self.history, self.snapshots = panel, arrays, history, snapshots
+        self.epochs, self.log_every, self.snapshot_every = epochs, log_every, snapshot_every
+        self.print_fn = print_fn
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        ts = self.run.train_state
+        panel = jax.device_get(self.panel(ts.params, ts.state, *self.arrays))
+        for name, value in panel.items():
+            self.history.setdefault(name, []).append(float(value))
+        number, last = epoch + 1, epoch + 1 == self.epochs
+        if self.log_every and (number % self.log_every == 0 or last):
+            self.print_fn(
+                f"epoch {number}: train loss {self.history['loss'][-1]:.4f}, "
+                f"test loss {self.history['test_loss'][-1]:.4f}"
+            )
+        if self.snapshot_every and (number % self.snapshot_every == 0 or last):
+            # Copied to the host: fit donates the train state's buffers.
+            self.snapshots.append((number, jax.device_get(ts.params)))
 
 
 def playground_dataset(config: PlaygroundConfig) -> PlaygroundData:
@@ -194,23 +221,14 @@ def run_playground(
     snapshots: list[tuple[int, Params]] = []
     if snapshot_every:
         snapshots.append((0, jax.device_get(train_state.params)))
-    for epoch in range(1, epochs + 1):
+    panel_callback = _PanelCallback(panel, arrays, history, snapshots, epochs, log_every,
+                                    snapshot_every, print_fn)  # fmt: skip
+    if epochs:
         train_state = fit(
-            net, train_x, train_y, loss=half_squared_error, optimizer=optimizer, epochs=1,
+            net, train_x, train_y, loss=half_squared_error, optimizer=optimizer, epochs=epochs,
             batch_size=config.batch_size, shuffle=False, train_state=train_state,
+            callbacks=[panel_callback], verbose=0,
         ).train_state  # fmt: skip
-        logs = jax.device_get(panel(train_state.params, train_state.state, *arrays))
-        for name, value in logs.items():
-            history.setdefault(name, []).append(float(value))
-        last = epoch == epochs
-        if log_every and (epoch % log_every == 0 or last):
-            print_fn(
-                f"epoch {epoch}: train loss {history['loss'][-1]:.4f}, "
-                f"test loss {history['test_loss'][-1]:.4f}"
-            )
-        if snapshot_every and (epoch % snapshot_every == 0 or last):
-            # Copied to the host: fit donates the train state's buffers.
-            snapshots.append((epoch, jax.device_get(train_state.params)))
     return PlaygroundResult(config, net, train_state, history, data, snapshots)
 
 

@@ -170,6 +170,7 @@ def plot_decision_boundary(
     ax.imshow(
         shown, origin="lower", extent=(-extent, extent, -extent, extent),
         cmap=PLAYGROUND_CMAP, vmin=vmin, vmax=vmax, interpolation="bilinear",
+        alpha=0.6,  # lighter than the points, so points of either label stand out, as in the Playground
     )  # fmt: skip
     if boundary and np.nanmin(scores) < middle < np.nanmax(scores):
         ax.contour(gx, gy, scores, levels=[middle], colors="#555555", linewidths=0.8)

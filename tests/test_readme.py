@@ -16,6 +16,7 @@ def test_readme_tour_runs_and_learns(capsys):
 
 def test_readme_quickstart_commands_are_the_ones_ci_runs():
     text = README.read_text()
+    assert 'pip install -e ".[plot]" && python -m funcnet playground' in text
     assert 'pip install -e ".[test]" && python -m pytest' in text
     ci = (README.parent / ".ci" / "run").read_text()
     assert "python -m pytest\n" in ci and '-e ".[test]"' in ci
