@@ -95,9 +95,10 @@ def _pool(kind: str, window: Any, strides: Any, padding: Any, name: str) -> Laye
             padding=((0, 0), *pads, (0, 0)),
         )
         if kind == "max":
-            return lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), lax.max, **dims), state
+            # A Python -inf lets lax recognise the max monoid, which has a gradient rule.
+            return lax.reduce_window(x, -jnp.inf, lax.max, **dims), state
         acc = jnp.float32 if jnp.finfo(x.dtype).bits < 32 else x.dtype
-        sums = lax.reduce_window(x.astype(acc), jnp.array(0, acc), lax.add, **dims)
+        sums = lax.reduce_window(x.astype(acc), 0.0, lax.add, **dims)
         counts = _valid_counts(sizes, win, stride, pads)
         y = sums / jnp.asarray(counts, acc).reshape((1, *counts.shape, 1))
         return y.astype(x.dtype), state
