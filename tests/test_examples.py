@@ -34,3 +34,19 @@ def test_anatomy_summary_shows_the_shapes_fitting():
     table = load("anatomy").main()
     assert "serial[1].Dense  (None, 32)     1,056" in table
     assert table.endswith("Total params: 26,176")
+
+
+def test_graphs_each_graph_learns():
+    losses = load("graphs").main(epochs=6, n=64)
+    assert set(losses) == {"two_branches", "two_heads", "inception"}
+    for name, history in losses.items():
+        assert history[-1] < history[0], name
+
+
+def test_digits_cnn_learns_in_a_few_epochs():
+    assert load("digits_cnn").main(epochs=3, verbose=0) > 0.85
+
+
+@pytest.mark.slow
+def test_digits_cnn_reaches_97_percent():
+    assert load("digits_cnn").main(verbose=0) >= 0.97
