@@ -6,6 +6,8 @@ composed by combinators; losses are plain functions; optax supplies the
 optimizers. See ``funcnet.core`` for the contract.
 """
 
+from funcnet.blocks import repeat as repeat
+from funcnet.blocks import residual as residual
 from funcnet.cache import enable_compilation_cache as enable_compilation_cache
 from funcnet.callbacks import Callback as Callback
 from funcnet.callbacks import EarlyStopping as EarlyStopping
@@ -17,8 +19,6 @@ from funcnet.combinators import fan_in_concat as fan_in_concat
 from funcnet.combinators import fan_in_sum as fan_in_sum
 from funcnet.combinators import fanout as fanout
 from funcnet.combinators import parallel as parallel
-from funcnet.combinators import repeat as repeat
-from funcnet.combinators import residual as residual
 from funcnet.combinators import serial as serial
 from funcnet.core import Lambda as Lambda
 from funcnet.core import Layer as Layer
