@@ -6,6 +6,7 @@ composed by combinators; losses are plain functions; optax supplies the
 optimizers. See ``funcnet.core`` for the contract.
 """
 
+from funcnet import distributed as distributed
 from funcnet.blocks import repeat as repeat
 from funcnet.blocks import residual as residual
 from funcnet.cache import enable_compilation_cache as enable_compilation_cache
@@ -14,6 +15,13 @@ from funcnet.callbacks import EarlyStopping as EarlyStopping
 from funcnet.callbacks import ModelCheckpoint as ModelCheckpoint
 from funcnet.callbacks import ReduceLROnPlateau as ReduceLROnPlateau
 from funcnet.callbacks import TerminateOnNaN as TerminateOnNaN
+from funcnet.checkpoint import CheckpointError as CheckpointError
+from funcnet.checkpoint import CheckpointInfo as CheckpointInfo
+from funcnet.checkpoint import CheckpointMismatchError as CheckpointMismatchError
+from funcnet.checkpoint import checkpoint_info as checkpoint_info
+from funcnet.checkpoint import load as load
+from funcnet.checkpoint import save as save
+from funcnet.checkpoint_manager import CheckpointManager as CheckpointManager
 from funcnet.combinators import branches as branches
 from funcnet.combinators import fan_in_concat as fan_in_concat
 from funcnet.combinators import fan_in_sum as fan_in_sum
@@ -33,6 +41,9 @@ from funcnet.custom_grad import check_layer_grads as check_layer_grads
 from funcnet.custom_grad import custom_vjp_layer as custom_vjp_layer
 from funcnet.ensemble import FitManyResult as FitManyResult
 from funcnet.ensemble import fit_many as fit_many
+from funcnet.export import ExportError as ExportError
+from funcnet.export import export as export
+from funcnet.export import load_exported as load_exported
 from funcnet.fit import FitResult as FitResult
 from funcnet.fit import fit as fit
 from funcnet.inference import evaluate as evaluate
@@ -80,6 +91,12 @@ from funcnet.losses import multi_loss as multi_loss
 from funcnet.losses import sparse_categorical_crossentropy as sparse_categorical_crossentropy
 from funcnet.metrics import accuracy as accuracy
 from funcnet.metrics import binary_accuracy as binary_accuracy
+from funcnet.sharded_io import gather_for_save as gather_for_save
+from funcnet.sharded_io import place_like as place_like
+from funcnet.sharding import fsdp as fsdp
+from funcnet.sharding import make_mesh as make_mesh
+from funcnet.sharding import place_train_state as place_train_state
+from funcnet.sharding import shard_batch as shard_batch
 from funcnet.summary import summary as summary
 from funcnet.train import TrainState as TrainState
 from funcnet.train import init_train_state as init_train_state

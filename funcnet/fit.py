@@ -40,9 +40,11 @@ import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
 from funcnet.cache import enable_compilation_cache
 from funcnet.callbacks import Callback, Run, TerminateOnNaN, as_callback
+from funcnet.checkpoint_manager import checkpoint_callback, resume_fit
 from funcnet.core import Layer
 from funcnet.data import (
     as_arrays,
@@ -59,6 +61,8 @@ from funcnet.inference import eval_program, evaluate_arrays
 from funcnet.losses import Loss, get_loss, sparse_categorical_crossentropy
 from funcnet.metrics import Metric, get_metric
 from funcnet.progress import Progress
+from funcnet.sharding import Layout, ParamRule
+from funcnet.sharding import layout as make_layout
 from funcnet.train import History, TrainState, as_key, init_train_state, train_step_with_logs
 
 # Shuffling draws from its own stream of the run's key, apart from the
@@ -117,21 +121,28 @@ def steps_function(
     optimizer: optax.GradientTransformation,
     metrics: tuple[tuple[str, Metric], ...],
     on_nonfinite: str,
+    layout: Layout | None = None,
 ) -> Callable:
     """``(ts, carry, x, y, index[k, b], first) -> (ts, carry)``: ``k`` steps in a ``lax.scan``.
 
     Step ``i`` trains on the examples ``index[i]`` of the device-resident
     ``x`` and ``y``; ``first`` is the index of the first step within the epoch.
+    With ``index=None``, ``x`` and ``y`` are one batch, trained on as they are
+    (a stream's batch, already split over the mesh: gathering rows from it
+    would all-gather it). A ``layout`` (funcnet.sharding) splits each batch
+    over the mesh's data axis and keeps the train state in its layout.
     """
-    step = train_step_with_logs(net, loss, optimizer, metrics)
+    step = train_step_with_logs(net, loss, optimizer, metrics, layout)
 
     def run(ts, carry, x, y, index, first):
         def body(state, row):
             ts, carry, i = state
-            new_ts, logs, finite = step(ts, (take(x, row), take(y, row)))
+            batch = (x, y) if row is None else (take(x, row), take(y, row))
+            new_ts, logs, finite = step(ts, batch)
             apply = finite & ~carry.halted if on_nonfinite == "stop" else finite
             ts = jax.tree.map(lambda new, old: jnp.where(apply, new, old), new_ts, ts)
-            size = jnp.where(apply, row.shape[0], 0).astype(jnp.float32)
+            rows = jax.tree.leaves(batch[0])[0].shape[0]
+            size = jnp.where(apply, rows, 0).astype(jnp.float32)
             carry = Carry(
                 halted=carry.halted | ~finite if on_nonfinite == "stop" else carry.halted,
                 first_bad=jnp.where(~finite & (carry.first_bad < 0), i, carry.first_bad),
@@ -143,7 +154,8 @@ def steps_function(
             )
             return (ts, carry, i + 1), None
 
-        (ts, carry, _), _ = jax.lax.scan(body, (ts, carry, first), index)
+        length = 1 if index is None else None
+        (ts, carry, _), _ = jax.lax.scan(body, (ts, carry, first), index, length=length)
         return ts, carry
 
     return run
@@ -156,9 +168,11 @@ def _steps_program(
     optimizer: optax.GradientTransformation,
     metrics: tuple[tuple[str, Metric], ...],
     on_nonfinite: str,
+    layout: Layout | None = None,
 ) -> Callable:
     """:func:`steps_function`, jitted, with the train state's buffers donated."""
-    return jax.jit(steps_function(net, loss, optimizer, metrics, on_nonfinite), donate_argnums=(0,))
+    run = steps_function(net, loss, optimizer, metrics, on_nonfinite, layout)
+    return jax.jit(run, donate_argnums=(0,))
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
@@ -256,6 +270,8 @@ def fit(
     metrics: Sequence[str | Metric] = (),
     key: jax.Array | int | None = None,
     train_state: TrainState | None = None,
+    checkpoint: Any = None,
+    resume: Any = False,
     validation_data: tuple[Any, Any] | None = None,
     validation_split: float = 0.0,
     callbacks: Sequence[Any] = (),
@@ -265,6 +281,9 @@ def fit(
     loop: str = "auto",
     on_nonfinite: str = "stop",
     prefetch: int = 2,
+    mesh: Mesh | Sequence[Any] | None = None,
+    data_axis: str = "data",
+    param_sharding: str | ParamRule | None = None,
 ) -> FitResult:
     """Trains ``net`` on ``(x, y)`` for ``epochs`` passes, like Keras's ``model.fit``.
 
@@ -284,6 +303,14 @@ def fit(
         key: key or integer seed for init, shuffling and dropout (default 0).
         train_state: continue from this state (e.g. ``result.train_state``)
             instead of initialising. Its buffers are donated: do not reuse it.
+        checkpoint: a :class:`~funcnet.CheckpointManager` or a directory: save
+            the train state and history there after every epoch (see
+            ``docs/checkpoints.md``).
+        resume: True continues from ``checkpoint``'s newest checkpoint; a
+            manager, directory or checkpoint file continues from there. A
+            new or empty directory starts afresh. ``epochs`` is the total:
+            a run saved after 5 epochs, resumed with ``epochs=10``, trains 5
+            more, exactly as if it had never stopped; the history continues.
         validation_data: ``(x_val, y_val)`` evaluated after every epoch
             (logged as ``val_loss`` and ``val_<metric>``).
         validation_split: hold out this last fraction of ``(x, y)`` (taken
@@ -300,6 +327,21 @@ def fit(
         on_nonfinite: "stop" (keep the last finite state and stop) or "skip"
             (skip non-finite updates and go on).
         prefetch: batches of a stream moved to the device ahead of use.
+        mesh: data parallelism over a ``jax.sharding.Mesh`` or a list of
+            devices (see ``docs/data-parallel.md``). Each batch is split over
+            the data axis, the train state replicated, XLA adds the collectives.
+            ``batch_size`` must be a multiple of the data axis' size ``d``
+            (None: ``min(32, n)`` rounded down to one); the last partial batch
+            of an epoch is trimmed to a multiple of ``d`` (at most ``d - 1``
+            examples, different ones each epoch, sit out). In-memory arrays
+            are replicated on every device (the same on every process); a
+            stream yields this process's share of each batch (see
+            :func:`funcnet.distributed.process_share`). Logs and the progress
+            bar come from process 0 only.
+        data_axis: the mesh axis the batch is split over.
+        param_sharding: None (replicated), ``"fsdp"`` or :func:`funcnet.fsdp`
+            (large leaves sharded over the data axis), or a rule
+            ``rule(path, leaf, mesh, data_axis) -> PartitionSpec``.
 
     Returns:
         A :class:`FitResult`: ``result.params``, ``result.state``,
@@ -317,6 +359,9 @@ def fit(
     metric_fns = tuple(get_metric(m) for m in metrics)
     _check_options(epochs, loop, on_nonfinite, steps_per_execution)
     verbose = _resolve_verbose(verbose)
+    placement = make_layout(mesh, data_axis, param_sharding, "fit")
+    if placement is not None and jax.process_index() != 0:
+        verbose = 0  # one progress bar per run, not one per process
     enable_compilation_cache()
     if _is_batch_stream(x, y):
         if validation_split:
@@ -324,7 +369,7 @@ def fit(
                 "fit: validation_split needs in-memory arrays; with a stream of batches pass "
                 "validation_data=(x_val, y_val)."
             )
-        stream = _StreamEngine(net, loss_fn, optimizer, metric_fns, on_nonfinite)
+        stream = _StreamEngine(net, loss_fn, optimizer, metric_fns, on_nonfinite, placement)
         stream.prepare_stream(x, epochs, steps_per_epoch, prefetch, key, train_state)
         engine: _Engine = stream
     else:
@@ -339,12 +384,17 @@ def fit(
                 raise ValueError("fit: give validation_data or validation_split, not both.")
             x, y, x_val, y_val = split_validation(x, y, validation_split)
             validation_data = (x_val, y_val)
-        engine = _ArrayEngine(net, loss_fn, optimizer, metric_fns, on_nonfinite)
+        engine = _ArrayEngine(net, loss_fn, optimizer, metric_fns, on_nonfinite, placement)
         engine.prepare_arrays(
             x, y, batch_size, shuffle, steps_per_execution, loop, key, train_state
         )
     validator = _validator(net, loss_fn, metric_fns, validation_data, batch_size)
-    return _train(engine, epochs, callbacks, on_nonfinite, verbose, validator)
+    engine.ts, initial_epoch, history = resume_fit(
+        resume, checkpoint, engine.ts, net, engine.input_spec, train_state is not None
+    )
+    saver = checkpoint_callback(checkpoint, net, engine.input_spec)
+    hooks = [*callbacks, saver] if saver is not None else callbacks  # last: sees every log
+    return _train(engine, epochs, hooks, on_nonfinite, verbose, validator, initial_epoch, history)
 
 
 def _validator(
@@ -377,9 +427,12 @@ def _train(
     on_nonfinite: str,
     verbose: int,
     validator: Callable[[TrainState], dict[str, float]] | None,
+    initial_epoch: int = 0,
+    history: History | None = None,
 ) -> FitResult:
     names = [*engine.log_names, *(f"val_{n}" for n in engine.log_names if validator)]
-    run = Run(train_state=engine.ts, history={name: [] for name in names}, epochs=epochs)
+    history = {**{name: [] for name in names}, **(history or {})}
+    run = Run(train_state=engine.ts, history=history, epochs=epochs)
     hooks: list[Callback] = [as_callback(c) for c in callbacks]
     if on_nonfinite == "stop" and not any(isinstance(c, TerminateOnNaN) for c in hooks):
         hooks.insert(0, TerminateOnNaN())
@@ -389,7 +442,7 @@ def _train(
         hook.on_train_begin()
     progress = Progress(verbose, epochs, engine.steps_per_epoch)
     try:
-        for epoch in range(epochs):
+        for epoch in range(initial_epoch, epochs):
             run.epoch = epoch
             engine.ts = run.train_state
             logs, first_bad = engine.run_epoch(epoch, progress)
@@ -424,15 +477,22 @@ class _Engine:
         optimizer: optax.GradientTransformation,
         metrics: tuple[tuple[str, Metric], ...],
         on_nonfinite: str,
+        layout: Layout | None = None,
     ):
         self.net, self.loss, self.optimizer, self.metrics = net, loss, optimizer, metrics
-        self.program = _steps_program(net, loss, optimizer, metrics, on_nonfinite)
+        self.layout = layout
+        self.program = _steps_program(net, loss, optimizer, metrics, on_nonfinite, layout)
         self.log_names = ("loss", *(name for name, _ in metrics))
 
     def _start(self, key: Any, train_state: TrainState | None, x: Any) -> None:
+        self.input_spec = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct((None, *a.shape[1:]), a.dtype), x
+        )
         if train_state is None:
             spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct((None, *a.shape[1:]), a.dtype), x)
             train_state = init_train_state(self.net, self.optimizer, spec, key=as_key(key))
+        if self.layout is not None:
+            train_state = self.layout.place_state(train_state)
         self.ts = train_state
 
     def _finish(self, carry: Carry) -> tuple[dict[str, float], int]:
@@ -461,12 +521,18 @@ class _ArrayEngine(_Engine):
     ) -> None:
         self.n = check_pair("fit", x, y)
         self.batch_size = check_batch_size(batch_size, self.n)
-        self.x, self.y = jax.device_put((x, y))
+        if self.layout is not None:
+            self.batch_size = self.layout.fit_batch_size(batch_size, self.batch_size, self.n)
+            self.x, self.y = self.layout.place_data((x, y))
+        else:
+            self.x, self.y = jax.device_put((x, y))
         self.shuffle = shuffle
         self._start(key, train_state, x)
         _check_targets(self.loss, self.net, self.ts, x, y)
         self.loop = _resolve_loop(loop, self.net, self.ts, x)
         self.full, self.rest = divmod(self.n, self.batch_size)
+        if self.layout is not None:
+            self.rest -= self.rest % self.layout.size  # every device gets the same share
         self.steps_per_epoch = self.full + (1 if self.rest else 0)
         chunk = self.full if steps_per_execution is None else min(steps_per_execution, self.full)
         self.chunk = 1 if self.loop == "python" else chunk
@@ -484,7 +550,8 @@ class _ArrayEngine(_Engine):
             if progress.bar is not None:
                 progress.steps_done(epoch, k)
         if self.rest:
-            last = order[self.full * self.batch_size :].reshape(1, self.rest)
+            start = self.full * self.batch_size
+            last = order[start : start + self.rest].reshape(1, self.rest)
             ts, carry = self.program(ts, carry, self.x, self.y, last, self.full)
             progress.steps_done(epoch, 1)
         self.ts = ts
@@ -514,7 +581,9 @@ class _StreamEngine(_Engine):
         self.prefetch = prefetch
         self.steps_per_epoch = steps_per_epoch
         # One prefetcher for a continuing stream, so batches read ahead are not lost.
-        self.stream = prefetch_to_device(batches, prefetch) if steps_per_epoch else None
+        self.stream = (
+            prefetch_to_device(self._placed(batches), prefetch) if steps_per_epoch else None
+        )
         self.signature: Any = None
         self.pending_first = self._first_batch()
         self._start(key, train_state, self.pending_first[0])
@@ -531,7 +600,15 @@ class _StreamEngine(_Engine):
     def _epoch_iterator(self) -> Any:
         if self.stream is not None:
             return limit(self.stream, self.steps_per_epoch)
-        return prefetch_to_device(self.source, self.prefetch)
+        return prefetch_to_device(self._placed(self.source), self.prefetch)
+
+    def _placed(self, batches: Iterable[Any]) -> Iterable[Any]:
+        # With a mesh on one process, the prefetch thread also splits each batch over
+        # the devices; across processes its device_put cannot take a global array,
+        # so run_epoch assembles the global batch.
+        if self.layout is None or jax.process_count() > 1:
+            return batches
+        return map(self.layout.try_place_batch, batches)
 
     def _as_batch(self, batch: Any, epoch: int, index: int) -> Any:
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
@@ -558,6 +635,9 @@ class _StreamEngine(_Engine):
         steps = 0
         for index, batch in enumerate(_chain(first, iterator)):
             x, y = self._as_batch(batch, epoch, index)
+            if self.layout is not None and not self.layout.is_placed((x, y)):
+                where = f"fit: batch {index + 1} of epoch {epoch + 1}"
+                x, y = self.layout.place_batch(where, (x, y))
             signature = batch_signature((x, y))
             if self.signature is None:
                 self.signature = signature
@@ -570,9 +650,7 @@ class _StreamEngine(_Engine):
                 )
             if signature != self.signature:
                 odd = describe_signature(signature)
-            n = jax.tree.leaves(x)[0].shape[0]
-            rows = jnp.arange(n, dtype=jnp.int32).reshape(1, n)
-            ts, carry = self.program(ts, carry, x, y, rows, steps)
+            ts, carry = self.program(ts, carry, x, y, None, steps)
             steps += 1
             progress.steps_done(epoch, 1)
         if steps == 0:

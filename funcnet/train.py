@@ -8,17 +8,20 @@ compiled loops from the same step (:func:`train_step_with_logs`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
 from funcnet.core import Layer, Params, State
 from funcnet.losses import Loss, get_loss
 from funcnet.metrics import Metric
+from funcnet.sharding import Layout, ParamRule
+from funcnet.sharding import layout as make_layout
 
 History = dict[str, list[float]]
 """Per-epoch logs, as Keras's ``History.history``: ``{"loss": [...], ...}``."""
@@ -90,11 +93,21 @@ def train_step_with_logs(
     loss: Loss,
     optimizer: optax.GradientTransformation,
     metrics: tuple[tuple[str, Metric], ...] = (),
+    layout: Layout | None = None,
+    where: str = "fit",
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array], jax.Array]]:
     """The pure train step, returning the new train state, a dict of logs, and
-    whether the loss and the gradients were all finite."""
+    whether the loss and the gradients were all finite.
+
+    With a ``layout`` (:func:`funcnet.sharding.layout`) the batch is split over
+    the mesh's data axis and the train state kept in its layout; XLA inserts
+    the collectives (a batch that cannot be split is an error naming ``where``).
+    """
 
     def step(ts: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array], jax.Array]:
+        if layout is not None:
+            batch = layout.constrain_batch(where, batch)
+            ts = layout.constrain_state(ts)
         x, y = batch
         step_key = jax.random.fold_in(ts.key, ts.step)
 
@@ -113,7 +126,10 @@ def train_step_with_logs(
         for name, metric in metrics:
             logs[name] = metric(jax.lax.stop_gradient(predictions), y)
         finite = jnp.isfinite(value) & jnp.isfinite(optax.tree.norm(grads))
-        return TrainState(params, new_state, opt_state, ts.step + 1, ts.key), logs, finite
+        new_ts = TrainState(params, new_state, opt_state, ts.step + 1, ts.key)
+        if layout is not None:
+            new_ts = layout.constrain_state(new_ts)
+        return new_ts, logs, finite
 
     return step
 
@@ -124,6 +140,9 @@ def make_train_step(
     optimizer: optax.GradientTransformation,
     *,
     donate: bool = True,
+    mesh: Mesh | Sequence[Any] | None = None,
+    data_axis: str = "data",
+    param_sharding: str | ParamRule | None = None,
 ) -> Callable[[TrainState, Any], tuple[TrainState, jax.Array]]:
     """Builds the jitted step ``step(train_state, (x, y)) -> (train_state, loss)``.
 
@@ -137,6 +156,16 @@ def make_train_step(
         optimizer: an optax optimizer.
         donate: donate the input train state's buffers, so params update in
             place; the train state passed in must not be used again.
+        mesh: data parallelism: a ``jax.sharding.Mesh`` or a list of devices.
+            Each batch is split along its leading axis over the data axis (its
+            size must be a multiple of that axis' size) and the train state is
+            replicated; XLA inserts the all-reduces. Place the train state once
+            with :func:`funcnet.place_train_state` and, across processes, build
+            batches with :func:`funcnet.shard_batch`.
+        data_axis: the mesh axis the batch is split over.
+        param_sharding: None (replicated), ``"fsdp"`` or :func:`funcnet.fsdp`
+            (large leaves sharded over the data axis), or a rule
+            ``rule(path, leaf, mesh, data_axis) -> PartitionSpec``.
 
     Example:
         >>> import jax.numpy as jnp, optax, funcnet as fn
@@ -148,7 +177,10 @@ def make_train_step(
         >>> int(ts.step)
         1
     """
-    logged = train_step_with_logs(net, get_loss(loss), optimizer)
+    placement = make_layout(mesh, data_axis, param_sharding, "make_train_step")
+    logged = train_step_with_logs(
+        net, get_loss(loss), optimizer, layout=placement, where="train step"
+    )
 
     def step(ts: TrainState, batch: Any) -> tuple[TrainState, jax.Array]:
         ts, logs, _ = logged(ts, batch)
