@@ -115,7 +115,7 @@ def _improved(mode: str, value: float, best: float, min_delta: float) -> bool:
     return value > best + min_delta
 
 
-def _resolve_mode(mode: str, monitor: str) -> str:
+def resolve_mode(name: str, mode: str, monitor: str) -> str:
     if mode == "auto":
         return (
             "max"
@@ -123,7 +123,7 @@ def _resolve_mode(mode: str, monitor: str) -> str:
             else "min"
         )
     if mode not in ("min", "max"):
-        raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}.")
+        raise ValueError(f"{name}: mode must be 'min', 'max' or 'auto', got {mode!r}.")
     return mode
 
 
@@ -162,7 +162,7 @@ class EarlyStopping(Callback):
         self.monitor = monitor
         self.patience = patience
         self.min_delta = abs(min_delta)
-        self.mode = _resolve_mode(mode, monitor)
+        self.mode = resolve_mode("EarlyStopping", mode, monitor)
         self.restore_best = restore_best
 
     def on_train_begin(self) -> None:
@@ -256,7 +256,7 @@ class ReduceLROnPlateau(Callback):
         self.patience = patience
         self.min_delta = abs(min_delta)
         self.min_lr = min_lr
-        self.mode = _resolve_mode(mode, monitor)
+        self.mode = resolve_mode("ReduceLROnPlateau", mode, monitor)
 
     def on_train_begin(self) -> None:
         hyperparams = find_hyperparams(self.run.train_state.opt_state)

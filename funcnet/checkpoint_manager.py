@@ -32,7 +32,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from funcnet.callbacks import Callback, ModelCheckpoint, _resolve_mode
+from funcnet.callbacks import Callback, ModelCheckpoint, resolve_mode
 from funcnet.checkpoint import CheckpointInfo, checkpoint_info, describe_model, load, save
 from funcnet.checkpoint_format import CheckpointError, CheckpointMismatchError
 from funcnet.core import InputShape, Layer
@@ -90,7 +90,7 @@ class CheckpointManager:
         self.directory = Path(directory)
         self.max_to_keep = max_to_keep
         self.best_metric = best
-        self.mode = _resolve_mode(mode, best or "")
+        self.mode = resolve_mode("CheckpointManager", mode, best or "")
         self.prefix = prefix
         self._pattern = re.compile(rf"{re.escape(prefix)}-(\d+){re.escape(_SUFFIX)}")
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ import optax
 from funcnet.callbacks import find_hyperparams, replace_hyperparam
 from funcnet.core import Layer
 from funcnet.data import as_arrays, check_batch_size, check_pair
-from funcnet.fit import empty_carry, epoch_order, steps_function
+from funcnet.engine import empty_carry, epoch_order, steps_function
 from funcnet.losses import Loss, get_loss
 from funcnet.metrics import Metric, get_metric
 from funcnet.progress import Progress

@@ -84,7 +84,18 @@ def place_like(tree: Any, shardings: Any) -> Any:
     if isinstance(shardings, Sharding):
         shardings = jax.tree.map(lambda _: shardings, tree)
     else:
-        shardings = jax.tree.map(lambda s: s if isinstance(s, Sharding) else s.sharding, shardings)
+
+        def sharding_of(leaf: Any) -> Sharding:
+            if isinstance(leaf, Sharding):
+                return leaf
+            if not hasattr(leaf, "sharding"):
+                raise TypeError(
+                    "place_like: shardings must hold Sharding objects or placed jax arrays, "
+                    f"got a {type(leaf).__name__} leaf."
+                )
+            return leaf.sharding
+
+        shardings = jax.tree.map(sharding_of, shardings)
     tree_def: Any = jax.tree.structure(tree)
     sharding_def = jax.tree.structure(shardings)
     if tree_def != sharding_def:

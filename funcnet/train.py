@@ -49,9 +49,15 @@ def as_key(key: jax.Array | int | None) -> jax.Array:
     """A PRNG key from a key, an integer seed, or None (seed 0)."""
     if key is None:
         return jax.random.key(0)
-    if isinstance(key, (int, np.integer)):
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
         return jax.random.key(int(key))
-    return key
+    if isinstance(key, jax.Array) and (
+        jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.shape == (2,)
+    ):
+        return key
+    raise TypeError(
+        f"key must be a jax.random.key(...) or an integer seed, got {type(key).__name__}: {key!r}."
+    )
 
 
 def init_train_state(

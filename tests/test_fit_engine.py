@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import funcnet as fn
-from funcnet.fit import _resolve_loop
+from funcnet.engine import resolve_loop
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(50, 3)).astype(np.float32)
@@ -50,11 +50,11 @@ def test_auto_loop_uses_python_steps_for_convolutions_on_cpu():
     conv = fn.serial(fn.Conv(2, (3, 3)), fn.Flatten(), fn.Dense(1))
     ts = fn.init_train_state(conv, OPT, (None, 5, 5, 1), key=0)
     x = jnp.zeros((4, 5, 5, 1))
-    assert _resolve_loop("auto", conv, ts, x) == (
+    assert resolve_loop("auto", conv, ts, x) == (
         "python" if jax.default_backend() == "cpu" else "scan"
     )
     ts = fn.init_train_state(NET, OPT, (None, 3), key=0)
-    assert _resolve_loop("auto", NET, ts, jnp.zeros((4, 3))) == "scan"
+    assert resolve_loop("auto", NET, ts, jnp.zeros((4, 3))) == "scan"
 
 
 def test_a_stream_of_batches_trains_like_the_arrays():
@@ -239,3 +239,16 @@ def test_the_train_step_donates_the_old_state():
     step = fn.make_train_step(NET, fn.mse, OPT)
     new, _ = step(ts, (X, Y))
     assert ts.params[0]["w"].is_deleted() and not new.params[0]["w"].is_deleted()
+
+
+def test_bad_keys_and_modes_are_named():
+    with pytest.raises(
+        TypeError, match=r"^key must be a jax.random.key\(...\) or an integer seed, got str"
+    ):
+        fn.init_train_state(NET, OPT, (None, 3), key="seed")
+    with pytest.raises(
+        ValueError, match=r"^EarlyStopping: mode must be 'min', 'max' or 'auto', got 'best'"
+    ):
+        fn.EarlyStopping(mode="best")
+    with pytest.raises(ValueError, match=r"^ReduceLROnPlateau: factor must be in \(0, 1\)"):
+        fn.ReduceLROnPlateau(factor=2.0)

@@ -1,0 +1,387 @@
+"""The compiled training engine behind ``fit``: epochs of steps over arrays or streams.
+
+How an epoch runs, for in-memory arrays:
+
+* The data goes to the device once. Each epoch's order is a
+  ``jax.random.permutation`` computed on the device.
+* The epoch's full batches run as compiled chunks of ``steps_per_execution``
+  steps (default: the whole epoch in one chunk). A chunk is a ``lax.scan``
+  over steps, each gathering its batch from the device-resident arrays, so no
+  data crosses from the host. Callbacks and the progress bar run between
+  chunks.
+* The last partial batch is kept, as in Keras: one smaller step at the end of
+  the epoch. Its size is the same every epoch, so it compiles once and never
+  causes a recompile.
+* ``loop="auto"`` picks how steps run: a ``lax.scan`` (fastest for dense
+  models), or, on XLA:CPU for models with convolutions, a Python loop of
+  jitted steps, because XLA:CPU compiles and runs convolutions inside a
+  ``scan`` far slower than the same steps called one by one (measured in
+  ``bench/README.md``).
+* A non-finite loss or gradient is caught inside the compiled loop: with
+  ``on_nonfinite="stop"`` (the default) the train state stays as it was
+  before that step and training stops with a message naming the epoch and
+  step; with ``"skip"``, that update is skipped and training goes on (as
+  ``optax.apply_if_finite`` does).
+
+Data that does not fit in memory is an iterable of ``(x, y)`` batches; it is
+moved to the device ahead of use by a background thread and each batch runs
+one jitted step.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.extend
+import jax.numpy as jnp
+import optax
+
+from funcnet.core import Layer
+from funcnet.data import (
+    batch_signature,
+    check_batch_size,
+    check_pair,
+    describe_signature,
+    limit,
+    prefetch_to_device,
+    take,
+)
+from funcnet.losses import Loss, sparse_categorical_crossentropy
+from funcnet.metrics import Metric
+from funcnet.progress import Progress
+from funcnet.sharding import Layout
+from funcnet.train import TrainState, as_key, init_train_state, train_step_with_logs
+
+# Shuffling draws from its own stream of the run's key, apart from the
+# per-step keys fold_in(key, step) that stochastic layers get.
+_SHUFFLE_STREAM = 0x5EED
+
+
+class Carry(NamedTuple):
+    """What the compiled loop threads from step to step besides the train state."""
+
+    halted: jax.Array  # a non-finite step has stopped updates (on_nonfinite="stop")
+    first_bad: jax.Array  # index within the epoch of the first non-finite step, or -1
+    sums: dict[str, jax.Array]  # logs summed over examples of the applied steps
+    examples: jax.Array  # examples in the applied steps
+
+
+def empty_carry(log_names: Sequence[str]) -> Carry:
+    zero = jnp.zeros((), jnp.float32)
+    return Carry(
+        jnp.zeros((), bool), jnp.full((), -1, jnp.int32), {k: zero for k in log_names}, zero
+    )
+
+
+def steps_function(
+    net: Layer,
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    metrics: tuple[tuple[str, Metric], ...],
+    on_nonfinite: str,
+    layout: Layout | None = None,
+) -> Callable:
+    """``(ts, carry, x, y, index[k, b], first) -> (ts, carry)``: ``k`` steps in a ``lax.scan``.
+
+    Step ``i`` trains on the examples ``index[i]`` of the device-resident
+    ``x`` and ``y``; ``first`` is the index of the first step within the epoch.
+    With ``index=None``, ``x`` and ``y`` are one batch, trained on as they are
+    (a stream's batch, already split over the mesh: gathering rows from it
+    would all-gather it). A ``layout`` (funcnet.sharding) splits each batch
+    over the mesh's data axis and keeps the train state in its layout.
+    """
+    step = train_step_with_logs(net, loss, optimizer, metrics, layout)
+
+    def run(ts, carry, x, y, index, first):
+        def body(state, row):
+            ts, carry, i = state
+            batch = (x, y) if row is None else (take(x, row), take(y, row))
+            new_ts, logs, finite = step(ts, batch)
+            apply = finite & ~carry.halted if on_nonfinite == "stop" else finite
+            ts = jax.tree.map(lambda new, old: jnp.where(apply, new, old), new_ts, ts)
+            rows = jax.tree.leaves(batch[0])[0].shape[0]
+            size = jnp.where(apply, rows, 0).astype(jnp.float32)
+            carry = Carry(
+                halted=carry.halted | ~finite if on_nonfinite == "stop" else carry.halted,
+                first_bad=jnp.where(~finite & (carry.first_bad < 0), i, carry.first_bad),
+                sums={
+                    k: carry.sums[k] + size * jnp.where(apply, v, 0).astype(jnp.float32)
+                    for k, v in logs.items()
+                },
+                examples=carry.examples + size,
+            )
+            return (ts, carry, i + 1), None
+
+        length = 1 if index is None else None
+        (ts, carry, _), _ = jax.lax.scan(body, (ts, carry, first), index, length=length)
+        return ts, carry
+
+    return run
+
+
+@functools.lru_cache(maxsize=64)
+def _steps_program(
+    net: Layer,
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    metrics: tuple[tuple[str, Metric], ...],
+    on_nonfinite: str,
+    layout: Layout | None = None,
+) -> Callable:
+    """:func:`steps_function`, jitted, with the train state's buffers donated."""
+    run = steps_function(net, loss, optimizer, metrics, on_nonfinite, layout)
+    return jax.jit(run, donate_argnums=(0,))
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def epoch_order(key: jax.Array, step: jax.Array, n: int, shuffle: bool) -> jax.Array:
+    if not shuffle:
+        return jnp.arange(n, dtype=jnp.int32)
+    shuffle_key = jax.random.fold_in(jax.random.fold_in(key, _SHUFFLE_STREAM), step)
+    return jax.random.permutation(shuffle_key, n).astype(jnp.int32)
+
+
+def _contains_convolution(net: Layer, ts: TrainState, x: Any) -> bool:
+    """Whether the model's forward pass has a convolution (searched in its jaxpr)."""
+    sample = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1, *a.shape[1:]), a.dtype), x)
+    jaxpr = jax.make_jaxpr(lambda p, s, x: net.apply(p, s, x)[0])(ts.params, ts.state, sample)
+
+    def search(jaxpr) -> bool:
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "conv_general_dilated":
+                return True
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                if search(sub):
+                    return True
+        return False
+
+    return search(jaxpr.jaxpr)
+
+
+def resolve_loop(loop: str, net: Layer, ts: TrainState, x: Any) -> str:
+    if loop != "auto":
+        return loop
+    if jax.default_backend() == "cpu" and _contains_convolution(net, ts, x):
+        return "python"
+    return "scan"
+
+
+def check_targets(loss: Loss, net: Layer, ts: TrainState, x: Any, y: Any) -> None:
+    """Catches labels outside the model's classes before any compile."""
+    base = getattr(loss, "func", loss)
+    if base is not sparse_categorical_crossentropy or not jnp.issubdtype(y.dtype, jnp.integer):
+        return
+    sample = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1, *a.shape[1:]), a.dtype), x)
+    out = jax.eval_shape(lambda p, s, x: net.apply(p, s, x)[0], ts.params, ts.state, sample)
+    classes = out.shape[-1]
+    low, high = int(jnp.min(y)), int(jnp.max(y))
+    if low < 0 or high >= classes:
+        raise ValueError(
+            f"fit: labels must be class indices in [0, {classes}) for a model with {classes} "
+            f"outputs, found labels from {low} to {high}. Give the last layer as many units as "
+            "there are classes, or re-encode the labels."
+        )
+
+
+class Engine:
+    """Runs epochs of training steps; ``ts`` is the current train state."""
+
+    ts: TrainState
+    steps_per_epoch: int | None = None
+
+    def __init__(
+        self,
+        net: Layer,
+        loss: Loss,
+        optimizer: optax.GradientTransformation,
+        metrics: tuple[tuple[str, Metric], ...],
+        on_nonfinite: str,
+        layout: Layout | None = None,
+    ):
+        self.net, self.loss, self.optimizer, self.metrics = net, loss, optimizer, metrics
+        self.layout = layout
+        self.program = _steps_program(net, loss, optimizer, metrics, on_nonfinite, layout)
+        self.log_names = ("loss", *(name for name, _ in metrics))
+
+    def _start(self, key: Any, train_state: TrainState | None, x: Any) -> None:
+        self.input_spec = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct((None, *a.shape[1:]), a.dtype), x
+        )
+        if train_state is None:
+            train_state = init_train_state(
+                self.net, self.optimizer, self.input_spec, key=as_key(key)
+            )
+        if self.layout is not None:
+            train_state = self.layout.place_state(train_state)
+        self.ts = train_state
+
+    def _finish(self, carry: Carry) -> tuple[dict[str, float], int]:
+        carry = jax.device_get(carry)
+        count = float(carry.examples)
+        logs = {k: (float(v) / count if count else float("nan")) for k, v in carry.sums.items()}
+        return logs, int(carry.first_bad)
+
+    def run_epoch(self, epoch: int, progress: Progress) -> tuple[dict[str, float], int]:
+        raise NotImplementedError
+
+
+class ArrayEngine(Engine):
+    """In-memory arrays on the device, shuffled there, run in compiled chunks."""
+
+    def prepare_arrays(
+        self,
+        x: Any,
+        y: Any,
+        batch_size: int | None,
+        shuffle: bool,
+        steps_per_execution: int | None,
+        loop: str,
+        key: Any,
+        train_state: TrainState | None,
+    ) -> None:
+        self.n = check_pair("fit", x, y)
+        self.batch_size = check_batch_size(batch_size, self.n)
+        if self.layout is not None:
+            self.batch_size = self.layout.fit_batch_size(batch_size, self.batch_size, self.n)
+            self.x, self.y = self.layout.place_data((x, y))
+        else:
+            self.x, self.y = jax.device_put((x, y))
+        self.shuffle = shuffle
+        self._start(key, train_state, x)
+        check_targets(self.loss, self.net, self.ts, x, y)
+        self.loop = resolve_loop(loop, self.net, self.ts, x)
+        self.full, self.rest = divmod(self.n, self.batch_size)
+        if self.layout is not None:
+            self.rest -= self.rest % self.layout.size  # every device gets the same share
+        self.steps_per_epoch = self.full + (1 if self.rest else 0)
+        chunk = self.full if steps_per_execution is None else min(steps_per_execution, self.full)
+        self.chunk = 1 if self.loop == "python" else chunk
+
+    def run_epoch(self, epoch: int, progress: Progress) -> tuple[dict[str, float], int]:
+        order = epoch_order(self.ts.key, self.ts.step, self.n, self.shuffle)
+        rows = order[: self.full * self.batch_size].reshape(self.full, self.batch_size)
+        carry = empty_carry(self.log_names)
+        ts = self.ts
+        done = 0
+        while done < self.full:
+            k = min(self.chunk, self.full - done)
+            ts, carry = self.program(ts, carry, self.x, self.y, rows[done : done + k], done)
+            done += k
+            if progress.bar is not None:
+                progress.steps_done(epoch, k)
+        if self.rest:
+            start = self.full * self.batch_size
+            last = order[start : start + self.rest].reshape(1, self.rest)
+            ts, carry = self.program(ts, carry, self.x, self.y, last, self.full)
+            progress.steps_done(epoch, 1)
+        self.ts = ts
+        return self._finish(carry)
+
+
+class StreamEngine(Engine):
+    """An iterable of ``(x, y)`` batches, prefetched to the device, one jitted step each."""
+
+    def prepare_stream(
+        self,
+        batches: Iterable[Any],
+        epochs: int,
+        steps_per_epoch: int | None,
+        prefetch: int,
+        key: Any,
+        train_state: TrainState | None,
+    ) -> None:
+        one_shot = iter(batches) is batches
+        if one_shot and epochs > 1 and steps_per_epoch is None:
+            raise ValueError(
+                "fit: a one-shot iterator of batches can be read only once; for several epochs "
+                "pass steps_per_epoch (batches per epoch), or an iterable that can be iterated "
+                "again (a list, or an object whose __iter__ starts over)."
+            )
+        self.source = batches
+        self.prefetch = prefetch
+        self.steps_per_epoch = steps_per_epoch
+        # One prefetcher for a continuing stream, so batches read ahead are not lost.
+        self.stream = (
+            prefetch_to_device(self._placed(batches), prefetch) if steps_per_epoch else None
+        )
+        self.signature: Any = None
+        self.pending_first = self._first_batch()
+        self._start(key, train_state, self.pending_first[0])
+
+    def _first_batch(self) -> Any:
+        iterator = self._epoch_iterator()
+        try:
+            first = next(iterator)
+        except StopIteration:
+            raise ValueError("fit: the iterable of batches is empty.") from None
+        self._current = iterator
+        return self._as_batch(first, 0, 0)
+
+    def _epoch_iterator(self) -> Any:
+        if self.stream is not None:
+            return limit(self.stream, self.steps_per_epoch)
+        return prefetch_to_device(self._placed(self.source), self.prefetch)
+
+    def _placed(self, batches: Iterable[Any]) -> Iterable[Any]:
+        # With a mesh on one process, the prefetch thread also splits each batch over
+        # the devices; across processes its device_put cannot take a global array,
+        # so run_epoch assembles the global batch.
+        if self.layout is None or jax.process_count() > 1:
+            return batches
+        return map(self.layout.try_place_batch, batches)
+
+    def _as_batch(self, batch: Any, epoch: int, index: int) -> Any:
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            what = (
+                f"an array of shape {tuple(batch.shape)}"
+                if hasattr(batch, "shape")
+                else f"a {type(batch).__name__}"
+            )
+            raise ValueError(
+                f"fit: batch {index + 1} of epoch {epoch + 1} is {what}; "
+                "a stream must yield (x, y) pairs."
+            )
+        return tuple(batch)
+
+    def run_epoch(self, epoch: int, progress: Progress) -> tuple[dict[str, float], int]:
+        if self.pending_first is not None:
+            iterator, first = self._current, [self.pending_first]
+            self.pending_first = None
+        else:
+            iterator, first = self._epoch_iterator(), []
+        carry = empty_carry(self.log_names)
+        ts = self.ts
+        odd: str | None = None
+        steps = 0
+        for index, batch in enumerate(_chain(first, iterator)):
+            x, y = self._as_batch(batch, epoch, index)
+            if self.layout is not None and not self.layout.is_placed((x, y)):
+                where = f"fit: batch {index + 1} of epoch {epoch + 1}"
+                x, y = self.layout.place_batch(where, (x, y))
+            signature = batch_signature((x, y))
+            if self.signature is None:
+                self.signature = signature
+                check_pair("fit", x, y)
+            if odd is not None:
+                raise ValueError(
+                    f"fit: batch {index} of epoch {epoch + 1} has shapes {odd} but earlier "
+                    f"batches had {describe_signature(self.signature)}. Every batch must have "
+                    "the same shapes, except a smaller last batch of an epoch."
+                )
+            if signature != self.signature:
+                odd = describe_signature(signature)
+            ts, carry = self.program(ts, carry, x, y, None, steps)
+            steps += 1
+            progress.steps_done(epoch, 1)
+        if steps == 0:
+            raise ValueError(f"fit: the iterable of batches gave no batch in epoch {epoch + 1}.")
+        self.ts = ts
+        return self._finish(carry)
+
+
+def _chain(first: list[Any], rest: Any) -> Any:
+    yield from first
+    yield from rest
