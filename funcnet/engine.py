@@ -144,6 +144,68 @@ def epoch_order(key: jax.Array, step: jax.Array, n: int, shuffle: bool) -> jax.A
     return jax.random.permutation(shuffle_key, n).astype(jnp.int32)
 
 
+def _pack(carry: Carry, names: Sequence[str]) -> jax.Array:
+    """The epoch's logs in one array: the mean of each named log, then the first bad step."""
+    # By name: dicts come back from a scan with their keys sorted.
+    means = [carry.sums[name] / carry.examples for name in names]
+    return jnp.stack([*means, carry.first_bad.astype(jnp.float32)])
+
+
+def _unpack(names: Sequence[str], packed: Any) -> tuple[dict[str, float], int]:
+    return {name: float(v) for name, v in zip(names, packed[:-1])}, int(packed[-1])
+
+
+@functools.lru_cache(maxsize=64)
+def _whole_epoch_program(
+    net: Layer,
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    metrics: tuple[tuple[str, Metric], ...],
+    on_nonfinite: str,
+    layout: Layout | None,
+    n: int,
+    batch_size: int,
+    rest: int,
+    shuffle: bool,
+) -> Callable:
+    """``(ts, x, y) -> (ts, packed logs)``: a whole epoch, its shuffle included."""
+    run = steps_function(net, loss, optimizer, metrics, on_nonfinite, layout)
+    full = n // batch_size
+    names = ("loss", *(name for name, _ in metrics))
+
+    def epoch(ts: TrainState, x: Any, y: Any) -> tuple[TrainState, jax.Array]:
+        order = epoch_order(ts.key, ts.step, n, shuffle)
+        carry = empty_carry(names)
+        ts, carry = run(ts, carry, x, y, order[: full * batch_size].reshape(full, batch_size), 0)
+        if rest:
+            last = order[full * batch_size : full * batch_size + rest].reshape(1, rest)
+            ts, carry = run(ts, carry, x, y, last, full)
+        return ts, _pack(carry, names)
+
+    return jax.jit(epoch, donate_argnums=(0,))
+
+
+@functools.lru_cache(maxsize=64)
+def _chunk_program(
+    net: Layer,
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    metrics: tuple[tuple[str, Metric], ...],
+    on_nonfinite: str,
+    layout: Layout | None,
+) -> Callable:
+    """``(ts, carry, x, y, order, start, first, steps, size) -> (ts, carry)``: ``steps``
+    steps of ``size`` examples from position ``start`` of the epoch's ``order``;
+    ``first`` is the index of the first of them within the epoch."""
+    run = steps_function(net, loss, optimizer, metrics, on_nonfinite, layout)
+
+    def chunk(ts, carry, x, y, order, start, first, steps, size):
+        rows = jax.lax.dynamic_slice_in_dim(order, start, steps * size).reshape(steps, size)
+        return run(ts, carry, x, y, rows, first)
+
+    return jax.jit(chunk, donate_argnums=(0,), static_argnums=(7, 8))
+
+
 def _contains_convolution(net: Layer, ts: TrainState, x: Any) -> bool:
     """Whether the model's forward pass has a convolution (searched in its jaxpr)."""
     sample = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1, *a.shape[1:]), a.dtype), x)
@@ -202,6 +264,7 @@ class Engine:
         layout: Layout | None = None,
     ):
         self.net, self.loss, self.optimizer, self.metrics = net, loss, optimizer, metrics
+        self.on_nonfinite = on_nonfinite
         self.layout = layout
         self.program = _steps_program(net, loss, optimizer, metrics, on_nonfinite, layout)
         self.log_names = ("loss", *(name for name, _ in metrics))
@@ -259,23 +322,38 @@ class ArrayEngine(Engine):
         self.steps_per_epoch = self.full + (1 if self.rest else 0)
         chunk = self.full if steps_per_execution is None else min(steps_per_execution, self.full)
         self.chunk = 1 if self.loop == "python" else chunk
+        self.chunk_program = _chunk_program(
+            self.net, self.loss, self.optimizer, self.metrics, self.on_nonfinite, self.layout
+        )
 
     def run_epoch(self, epoch: int, progress: Progress) -> tuple[dict[str, float], int]:
+        if self.chunk >= self.full:
+            # The common case: the whole epoch, order included, is one program
+            # returning one packed array of logs (one dispatch, one transfer).
+            program = _whole_epoch_program(
+                self.net, self.loss, self.optimizer, self.metrics, self.on_nonfinite,
+                self.layout, self.n, self.batch_size, self.rest, self.shuffle,
+            )  # fmt: skip
+            self.ts, packed = program(self.ts, self.x, self.y)
+            progress.steps_done(epoch, self.steps_per_epoch)
+            return _unpack(self.log_names, jax.device_get(packed))
         order = epoch_order(self.ts.key, self.ts.step, self.n, self.shuffle)
-        rows = order[: self.full * self.batch_size].reshape(self.full, self.batch_size)
         carry = empty_carry(self.log_names)
         ts = self.ts
         done = 0
         while done < self.full:
             k = min(self.chunk, self.full - done)
-            ts, carry = self.program(ts, carry, self.x, self.y, rows[done : done + k], done)
+            start = done * self.batch_size
+            ts, carry = self.chunk_program(
+                ts, carry, self.x, self.y, order, start, done, k, self.batch_size
+            )
             done += k
-            if progress.bar is not None:
-                progress.steps_done(epoch, k)
+            progress.steps_done(epoch, k)
         if self.rest:
             start = self.full * self.batch_size
-            last = order[start : start + self.rest].reshape(1, self.rest)
-            ts, carry = self.program(ts, carry, self.x, self.y, last, self.full)
+            ts, carry = self.chunk_program(
+                ts, carry, self.x, self.y, order, start, self.full, 1, self.rest
+            )
             progress.steps_done(epoch, 1)
         self.ts = ts
         return self._finish(carry)
