@@ -100,8 +100,13 @@ def steps_function(
             ts, carry, i = state
             batch = (x, y) if row is None else (take(x, row), take(y, row))
             new_ts, logs, finite = step(ts, batch)
-            apply = finite & ~carry.halted if on_nonfinite == "stop" else finite
-            ts = jax.tree.map(lambda new, old: jnp.where(apply, new, old), new_ts, ts)
+            if on_nonfinite == "ignore":
+                # No guard: every update is applied (the fastest, for large models).
+                apply = jnp.ones((), bool)
+                ts = new_ts
+            else:
+                apply = finite & ~carry.halted if on_nonfinite == "stop" else finite
+                ts = jax.tree.map(lambda new, old: jnp.where(apply, new, old), new_ts, ts)
             rows = jax.tree.leaves(batch[0])[0].shape[0]
             size = jnp.where(apply, rows, 0).astype(jnp.float32)
             carry = Carry(

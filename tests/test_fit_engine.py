@@ -226,8 +226,8 @@ def test_labels_outside_the_model_classes_are_rejected_before_compiling():
 def test_option_errors():
     with pytest.raises(ValueError, match=r"^fit: loop must be one of auto, scan, python"):
         train(loop="fast")
-    with pytest.raises(ValueError, match=r"^fit: on_nonfinite must be one of stop, skip"):
-        train(on_nonfinite="ignore")
+    with pytest.raises(ValueError, match=r"^fit: on_nonfinite must be one of stop, skip, ignore"):
+        train(on_nonfinite="pause")
     with pytest.raises(ValueError, match=r"^fit: steps_per_execution must be a positive integer"):
         train(steps_per_execution=0)
     with pytest.raises(ValueError, match=r"^fit: verbose must be 0, 1, 2 or 'auto'"):
@@ -252,3 +252,13 @@ def test_bad_keys_and_modes_are_named():
         fn.EarlyStopping(mode="best")
     with pytest.raises(ValueError, match=r"^ReduceLROnPlateau: factor must be in \(0, 1\)"):
         fn.ReduceLROnPlateau(factor=2.0)
+
+
+def test_ignore_mode_applies_every_update():
+    y = Y[:10].copy()
+    y[5] = np.nan
+    result = train(x=X[:10], y=y, batch_size=2, shuffle=False, epochs=2, on_nonfinite="ignore")
+    assert result.stop_reason is None and int(result.train_state.step) == 10
+    assert not np.all(np.isfinite(result.params[0]["w"]))
+    clean = train(on_nonfinite="ignore")
+    assert_same_params(clean, train(), rtol=0, atol=0)
