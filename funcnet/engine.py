@@ -340,7 +340,7 @@ class ArrayEngine(Engine):
                 self.layout, self.n, self.batch_size, self.rest, self.shuffle,
             )  # fmt: skip
             self.ts, packed = program(self.ts, self.x, self.y)
-            progress.steps_done(epoch, self.steps_per_epoch)
+            progress.steps_done(epoch, self.full + (1 if self.rest else 0))
             return _unpack(self.log_names, jax.device_get(packed))
         order = epoch_order(self.ts.key, self.ts.step, self.n, self.shuffle)
         carry = empty_carry(self.log_names)

@@ -404,3 +404,21 @@ def test_groupnorm_errors():
         net.apply(params, state, jnp.ones((8,)))
     with pytest.raises(fn.LayerValueError, match=r"^GroupNorm: num_groups=4 must divide"):
         net.apply({}, {}, jnp.ones((2, 6)))
+
+
+def test_per_example_norm_argument_and_shape_messages():
+    with pytest.raises(ValueError, match=r"^RMSNorm: epsilon must be a positive number, got 0\.$"):
+        fn.RMSNorm(epsilon=0)
+    # num_groups is checked before the other arguments.
+    with pytest.raises(ValueError, match=r"^GroupNorm: num_groups must be a positive integer"):
+        fn.GroupNorm(0, epsilon=-1.0)
+    with pytest.raises(TypeError, match=r"^GroupNorm: use_bias must be True or False, got 1\.$"):
+        fn.GroupNorm(2, use_bias=1)
+    with pytest.raises(
+        fn.LayerValueError,
+        match=r"^GroupNorm: the last \(channel\) dimension must be known at init, got shape "
+        r"\(None, None\)\.$",
+    ):
+        fn.GroupNorm(2).init(jax.random.key(0), (None, None))
+    _, params, _ = fn.RMSNorm().init(jax.random.key(0), (None, 3))
+    assert sorted(params) == ["scale"]

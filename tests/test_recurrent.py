@@ -363,3 +363,17 @@ def test_bidirectional_errors_carry_the_child_path():
         fn.Bidirectional(fn.GRU(U), backward_layer=fn.GRU(U, return_state=True)).init(
             jax.random.key(0), (None, T, D)
         )
+
+
+def test_init_output_shape_with_return_state_matches_the_carry_structure():
+    # One-part carries (SimpleRNN, GRU) come back as h alone, LSTM's as the pair (h, c).
+    key = jax.random.key(0)
+    assert fn.SimpleRNN(U, return_state=True).init(key, (None, T, D))[0] == (
+        (None, U),
+        (None, U),
+    )
+    assert fn.GRU(U, return_sequences=True, return_state=True).init(key, (2, T, D))[0] == (
+        (2, T, U),
+        (2, U),
+    )
+    assert fn.LSTM(U, return_state=True).init(key, (2, T, D))[0] == ((2, U), ((2, U), (2, U)))

@@ -33,6 +33,10 @@ Decisions, and why:
   norms use ``epsilon=1e-6`` (Flax, T5): they mostly sit inside
   transformers, where a larger epsilon visibly damps features whose variance
   is small, and they have no running variance that could start near zero.
+* LayerNorm, RMSNorm and GroupNorm share one skeleton, ``_feature_norm``
+  (checks, params, dtypes, statistics): they differ only in the axes of the
+  statistics. BatchNorm, with running statistics and a free feature axis,
+  keeps its own, sharing the helpers.
 * Under ``jax.jit`` with a batch sharded over devices, BatchNorm's means
   are over the global batch: XLA inserts the reductions, so no extra
   "synchronised" variant is needed.
@@ -61,9 +65,10 @@ def _check_epsilon(name: str, epsilon: float) -> None:
         raise ValueError(f"{name}: epsilon must be a positive number, got {epsilon!r}.")
 
 
-def _check_flag(name: str, flag: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name}: {flag} must be True or False, got {value!r}.")
+def _check_flags(name: str, **flags: Any) -> None:
+    for flag, value in flags.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{name}: {flag} must be True or False, got {value!r}.")
 
 
 def _float_input_shape(name: str, input_shape: InputShape, min_rank: int) -> tuple:
@@ -114,6 +119,78 @@ def _check_features(name: str, x: jax.Array, axis: int, features: int) -> None:
             f"of shape {x.shape}. Check the previous layer's output, or re-run init with "
             "this input shape.",
         )
+
+
+def _normalize(x: jax.Array, axes: Any, epsilon: float, *, center: bool = True) -> jax.Array:
+    """``(x - mean) / sqrt(var + epsilon)`` over ``axes`` (biased, two-pass variance);
+    without ``center``, RMSNorm's ``x / sqrt(mean(x**2) + epsilon)``."""
+    if center:
+        x = x - jnp.mean(x, axis=axes, keepdims=True)
+    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=axes, keepdims=True) + epsilon)
+
+
+def _feature_norm(
+    name: str,
+    epsilon: float,
+    use_scale: bool,
+    use_bias: bool,
+    dtype: Any,
+    param_dtype: Any,
+    *,
+    center: bool = True,
+    num_groups: int | None = None,
+) -> Layer:
+    """The per-example norms, with params per feature (the last axis).
+
+    Statistics run over the last axis (LayerNorm; RMSNorm without ``center``)
+    or, with ``num_groups``, over the spatial axes and one group of channels.
+    """
+    _check_epsilon(name, epsilon)
+    _check_flags(name, use_scale=use_scale, use_bias=use_bias)
+
+    def check_groups(shape: tuple) -> None:
+        if num_groups is not None and shape[-1] % num_groups:
+            raise shape_error(
+                name,
+                f"num_groups={num_groups} must divide the number of channels (the last axis), "
+                f"got input of shape {shape} with {shape[-1]} channels. Choose a num_groups "
+                f"that divides {shape[-1]}.",
+            )
+
+    def init(key, input_shape):
+        del key
+        shape = _float_input_shape(name, input_shape, min_rank=2)
+        what = "last (feature)" if num_groups is None else "last (channel)"
+        features = _known(name, shape[-1], what, shape)
+        check_groups(shape)
+        return shape, _affine_params(features, use_scale, use_bias, param_dtype), {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        del key, train
+        x = check_float(name, x)
+        if num_groups is None and x.ndim < 1:
+            raise shape_error(name, f"expected an input of rank >= 1, got a scalar {x.shape}.")
+        if num_groups is not None and x.ndim < 2:
+            raise shape_error(
+                name,
+                f"expected an input of rank >= 2, [batch, ..., channels], got shape {x.shape}.",
+            )
+        if params:
+            _check_features(name, x, -1, next(iter(params.values())).shape[0])
+        check_groups(x.shape)
+        compute_dtype = dtype or x.dtype
+        x_stats = x.astype(_stats_dtype(compute_dtype))
+        if num_groups is None:
+            y = _normalize(x_stats, -1, epsilon, center=center)
+        else:
+            grouped = x_stats.reshape((*x.shape[:-1], num_groups, x.shape[-1] // num_groups))
+            # Per example and group: every axis but the batch axis and the group axis.
+            axes = (*range(1, x.ndim - 1), x.ndim)
+            y = _normalize(grouped, axes, epsilon).reshape(x.shape)
+        per_feature = (1,) * (x.ndim - 1) + (x.shape[-1],)
+        return _affine(y, params, per_feature).astype(compute_dtype), state
+
+    return Layer(init, apply, name)
 
 
 def BatchNorm(
@@ -172,8 +249,7 @@ def BatchNorm(
     _check_epsilon(name, epsilon)
     if not isinstance(axis, int) or isinstance(axis, bool):
         raise TypeError(f"{name}: axis must be an integer, got {axis!r}.")
-    _check_flag(name, "use_scale", use_scale)
-    _check_flag(name, "use_bias", use_bias)
+    _check_flags(name, use_scale=use_scale, use_bias=use_bias)
 
     def feature_axis(ndim: int, shape: tuple) -> int:
         if ndim < 2 or not -ndim <= axis < ndim or axis % ndim == 0:
@@ -258,32 +334,7 @@ def LayerNorm(
         >>> y.round(3)
         Array([[-1.225,  0.   ,  1.225]], dtype=float32)
     """
-    _check_epsilon(name, epsilon)
-    _check_flag(name, "use_scale", use_scale)
-    _check_flag(name, "use_bias", use_bias)
-
-    def init(key, input_shape):
-        del key
-        shape = _float_input_shape(name, input_shape, min_rank=2)
-        features = _known(name, shape[-1], "last (feature)", shape)
-        return shape, _affine_params(features, use_scale, use_bias, param_dtype), {}
-
-    def apply(params, state, x, *, key=None, train=False):
-        del key, train
-        x = check_float(name, x)
-        if x.ndim < 1:
-            raise shape_error(name, f"expected an input of rank >= 1, got a scalar {x.shape}.")
-        if params:
-            _check_features(name, x, -1, next(iter(params.values())).shape[0])
-        compute_dtype = dtype or x.dtype
-        x_stats = x.astype(_stats_dtype(compute_dtype))
-        mean = jnp.mean(x_stats, axis=-1, keepdims=True)
-        var = jnp.mean(jnp.square(x_stats - mean), axis=-1, keepdims=True)
-        y = (x_stats - mean) * jax.lax.rsqrt(var + epsilon)
-        per_feature = (1,) * (x.ndim - 1) + (x.shape[-1],)
-        return _affine(y, params, per_feature).astype(compute_dtype), state
-
-    return Layer(init, apply, name)
+    return _feature_norm(name, epsilon, use_scale, use_bias, dtype, param_dtype)
 
 
 def RMSNorm(
@@ -318,30 +369,7 @@ def RMSNorm(
         >>> [round(v, 3) for v in y[0].tolist()]  # [3, 4] / sqrt(12.5)
         [0.849, 1.131]
     """
-    _check_epsilon(name, epsilon)
-    _check_flag(name, "use_scale", use_scale)
-
-    def init(key, input_shape):
-        del key
-        shape = _float_input_shape(name, input_shape, min_rank=2)
-        features = _known(name, shape[-1], "last (feature)", shape)
-        return shape, _affine_params(features, use_scale, False, param_dtype), {}
-
-    def apply(params, state, x, *, key=None, train=False):
-        del key, train
-        x = check_float(name, x)
-        if x.ndim < 1:
-            raise shape_error(name, f"expected an input of rank >= 1, got a scalar {x.shape}.")
-        if params:
-            _check_features(name, x, -1, params["scale"].shape[0])
-        compute_dtype = dtype or x.dtype
-        x_stats = x.astype(_stats_dtype(compute_dtype))
-        mean_square = jnp.mean(jnp.square(x_stats), axis=-1, keepdims=True)
-        y = x_stats * jax.lax.rsqrt(mean_square + epsilon)
-        per_feature = (1,) * (x.ndim - 1) + (x.shape[-1],)
-        return _affine(y, params, per_feature).astype(compute_dtype), state
-
-    return Layer(init, apply, name)
+    return _feature_norm(name, epsilon, use_scale, False, dtype, param_dtype, center=False)
 
 
 def GroupNorm(
@@ -385,48 +413,6 @@ def GroupNorm(
     """
     if not isinstance(num_groups, int) or isinstance(num_groups, bool) or num_groups < 1:
         raise ValueError(f"{name}: num_groups must be a positive integer, got {num_groups!r}.")
-    _check_epsilon(name, epsilon)
-    _check_flag(name, "use_scale", use_scale)
-    _check_flag(name, "use_bias", use_bias)
-
-    def check_channels(channels: int, shape: tuple) -> None:
-        if channels % num_groups:
-            raise shape_error(
-                name,
-                f"num_groups={num_groups} must divide the number of channels (the last axis), "
-                f"got input of shape {shape} with {channels} channels. Choose a num_groups "
-                f"that divides {channels}.",
-            )
-
-    def init(key, input_shape):
-        del key
-        shape = _float_input_shape(name, input_shape, min_rank=2)
-        channels = _known(name, shape[-1], "last (channel)", shape)
-        check_channels(channels, shape)
-        return shape, _affine_params(channels, use_scale, use_bias, param_dtype), {}
-
-    def apply(params, state, x, *, key=None, train=False):
-        del key, train
-        x = check_float(name, x)
-        if x.ndim < 2:
-            raise shape_error(
-                name,
-                f"expected an input of rank >= 2, [batch, ..., channels], got shape {x.shape}.",
-            )
-        if params:
-            _check_features(name, x, -1, next(iter(params.values())).shape[0])
-        channels = x.shape[-1]
-        check_channels(channels, x.shape)
-        compute_dtype = dtype or x.dtype
-        grouped = x.astype(_stats_dtype(compute_dtype)).reshape(
-            (*x.shape[:-1], num_groups, channels // num_groups)
-        )
-        # Per example and group: every axis but the batch axis and the group axis.
-        axes = (*range(1, x.ndim - 1), x.ndim)
-        mean = jnp.mean(grouped, axis=axes, keepdims=True)
-        var = jnp.mean(jnp.square(grouped - mean), axis=axes, keepdims=True)
-        y = ((grouped - mean) * jax.lax.rsqrt(var + epsilon)).reshape(x.shape)
-        per_channel = (1,) * (x.ndim - 1) + (channels,)
-        return _affine(y, params, per_channel).astype(compute_dtype), state
-
-    return Layer(init, apply, name)
+    return _feature_norm(
+        name, epsilon, use_scale, use_bias, dtype, param_dtype, num_groups=num_groups
+    )

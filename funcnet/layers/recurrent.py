@@ -55,8 +55,9 @@ ActivationLike = str | Callable[[jax.Array], jax.Array]
 
 
 class _Cell(NamedTuple):
-    """What distinguishes SimpleRNN, LSTM and GRU: their gates and their step."""
+    """What distinguishes SimpleRNN, LSTM and GRU: their size, gates and step."""
 
+    units: int  # the size of h (and c)
     gates: int  # number of units-sized blocks in w and u
     carries: int  # 1 (h) or 2 (h, c)
     init_bias: Callable[[jax.Array, int, Any], jax.Array]
@@ -90,16 +91,32 @@ def _carry_error(name: str, n: int, units: int, got: Any) -> Exception:
     )
 
 
+def _unpack(carry: Any, n: int) -> Any:
+    """The carry as its ``n`` parts: users pass ``h`` alone, or the pair ``(h, c)``."""
+    return (carry,) if n == 1 else carry
+
+
+def _pack(parts: tuple) -> Any:
+    """The inverse of ``_unpack``: ``h`` alone for one part, else the tuple."""
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _check_flags(name: str, **flags: Any) -> None:
+    for flag, value in flags.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{name}: {flag} must be True or False, got {value!r}.")
+
+
 def _check_carry_shapes(name: str, n: int, units: int, batch: Any, carry: Any) -> tuple:
     """The carry as a tuple of ``n`` shapes ``(batch, units)``, or an error saying what arrived."""
-    parts = (carry,) if n == 1 else carry
-    describe = shape_of(carry) if n == 1 and is_shape(carry) else carry
+    parts = _unpack(carry, n)
     if (
         not isinstance(parts, (tuple, list))
         or len(parts) != n
         or not all(is_shape(p) for p in parts)
     ):
-        raise _carry_error(name, n, units, describe)
+        got = shape_of(carry) if n == 1 and is_shape(carry) else carry
+        raise _carry_error(name, n, units, got)
     for p in parts:
         s = shape_of(p)
         if len(s) != 2 or s[1] != units or (None not in (batch, s[0]) and s[0] != batch):
@@ -110,7 +127,6 @@ def _check_carry_shapes(name: str, n: int, units: int, batch: Any, carry: Any) -
 
 def _recurrent(
     cell: _Cell,
-    units: int,
     return_sequences: bool,
     return_state: bool,
     use_bias: bool,
@@ -120,16 +136,13 @@ def _recurrent(
     param_dtype: Any,
     name: str,
 ) -> Layer:
+    """The layer skeleton shared by every cell: checks, params, carry, scan and outputs."""
+    units, n = cell.units, cell.carries
     if not isinstance(units, int) or isinstance(units, bool) or units < 1:
         raise ValueError(f"{name}: units must be a positive integer, got {units!r}.")
-    for flag, value in (
-        ("return_sequences", return_sequences),
-        ("return_state", return_state),
-        ("use_bias", use_bias),
-    ):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name}: {flag} must be True or False, got {value!r}.")
-    n = cell.carries
+    _check_flags(
+        name, return_sequences=return_sequences, return_state=return_state, use_bias=use_bias
+    )
 
     def split(inputs, is_one):
         if is_one(inputs):
@@ -160,8 +173,7 @@ def _recurrent(
         y_shape = (shape[0], shape[1], units) if return_sequences else (shape[0], units)
         if not return_state:
             return y_shape, params, {}
-        carry_shape = (shape[0], units)
-        return (y_shape, carry_shape if n == 1 else (carry_shape, carry_shape)), params, {}
+        return (y_shape, _pack(((shape[0], units),) * n)), params, {}
 
     def apply(params, state, x, *, key=None, train=False):
         del key, train
@@ -186,7 +198,7 @@ def _recurrent(
             arrays = jax.tree.map(jnp.asarray, carry)
             shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), arrays)
             _check_carry_shapes(name, n, units, batch, shapes)
-            parts = tuple(a.astype(compute_dtype) for a in ((arrays,) if n == 1 else arrays))
+            parts = tuple(a.astype(compute_dtype) for a in _unpack(arrays, n))
         # x W for every step at once: one large matmul outside the sequential scan.
         xw = jnp.einsum("btd,dg->tbg", x.astype(compute_dtype), p["w"])
 
@@ -198,7 +210,7 @@ def _recurrent(
         y = jnp.swapaxes(hs, 0, 1) if return_sequences else final[0]
         if not return_state:
             return y, state
-        return (y, final[0] if n == 1 else final), state
+        return (y, _pack(final)), state
 
     return Layer(init, apply, name)
 
@@ -257,18 +269,9 @@ def SimpleRNN(
     def step(p, carry, xw_t):
         return (act(_gate(p, carry[0], xw_t)),)
 
-    cell = _Cell(1, 1, _zeros_bias(lambda u: (u,)), step)
+    cell = _Cell(units, 1, 1, _zeros_bias(lambda u: (u,)), step)
     return _recurrent(
-        cell,
-        units,
-        return_sequences,
-        return_state,
-        use_bias,
-        w_init,
-        u_init,
-        dtype,
-        param_dtype,
-        name,
+        cell, return_sequences, return_state, use_bias, w_init, u_init, dtype, param_dtype, name
     )
 
 
@@ -316,10 +319,7 @@ def LSTM(
         >>> params["b"][5:10].tolist()  # the forget gate starts open
         [1.0, 1.0, 1.0, 1.0, 1.0]
     """
-    if not isinstance(unit_forget_bias, bool):
-        raise TypeError(
-            f"{name}: unit_forget_bias must be True or False, got {unit_forget_bias!r}."
-        )
+    _check_flags(name, unit_forget_bias=unit_forget_bias)
     act = get_activation(activation, name)
     gate_act = get_activation(recurrent_activation, name)
 
@@ -335,18 +335,9 @@ def LSTM(
         c = gate_act(f) * c + gate_act(i) * act(g)
         return gate_act(o) * act(c), c
 
-    cell = _Cell(4, 2, init_bias, step)
+    cell = _Cell(units, 4, 2, init_bias, step)
     return _recurrent(
-        cell,
-        units,
-        return_sequences,
-        return_state,
-        use_bias,
-        w_init,
-        u_init,
-        dtype,
-        param_dtype,
-        name,
+        cell, return_sequences, return_state, use_bias, w_init, u_init, dtype, param_dtype, name
     )
 
 
@@ -406,16 +397,7 @@ def GRU(
         candidate = act(x_h + r * h_h)
         return (z * h + (1 - z) * candidate,)
 
-    cell = _Cell(3, 1, _zeros_bias(lambda u: (2, 3 * u)), step)
+    cell = _Cell(units, 3, 1, _zeros_bias(lambda u: (2, 3 * u)), step)
     return _recurrent(
-        cell,
-        units,
-        return_sequences,
-        return_state,
-        use_bias,
-        w_init,
-        u_init,
-        dtype,
-        param_dtype,
-        name,
+        cell, return_sequences, return_state, use_bias, w_init, u_init, dtype, param_dtype, name
     )
