@@ -24,8 +24,10 @@ Decisions (see also docs/layers-conv.md):
   (Keras stores it the other way round).
 * Weights default to Glorot-uniform with fans counted over the receptive
   field, biases to zeros (Keras's defaults).
-* All convolutions go through :func:`_conv`, one small function, so that a
-  faster formulation (im2col on CPU, say) can replace it in one place.
+* All convolutions go through :func:`_conv`, one small function, which hands
+  them to :mod:`funcnet.layers._cpu_kernels`: the native convolution, or on
+  the CPU im2col (shifted slices and one matrix product) where it was measured
+  faster (``FUNCNET_CONV_IMPL`` forces either; see docs/layers-conv.md).
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from funcnet.core import Layer, check_float, check_input_shape, expand_to, shape_error
+from funcnet.layers import _cpu_kernels
 from funcnet.layers._window import (
     Padding,
     check_rank,
@@ -66,23 +68,13 @@ def _conv(
     rhs_dilation: Sequence[int] | None = None,
     groups: int = 1,
 ) -> jax.Array:
-    """Cross-correlates channels-last ``x`` with an ``[*k, in/groups, out]`` kernel."""
-    n = x.ndim - 2
-    spatial = tuple(range(1, n + 1))
-    dims = lax.ConvDimensionNumbers(
-        lhs_spec=(0, n + 1, *spatial),
-        rhs_spec=(n + 1, n, *range(n)),
-        out_spec=(0, n + 1, *spatial),
-    )
-    return lax.conv_general_dilated(
-        x,
-        w,
-        window_strides=tuple(strides),
-        padding=tuple(pads),
-        lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation,
-        dimension_numbers=dims,
-        feature_group_count=groups,
+    """Cross-correlates channels-last ``x`` with an ``[*k, in/groups, out]`` kernel.
+
+    The native ``lax.conv_general_dilated``, or im2col where that is faster (on
+    the CPU): :mod:`funcnet.layers._cpu_kernels` chooses.
+    """
+    return _cpu_kernels.conv(
+        x, w, strides, pads, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation, groups=groups
     )
 
 

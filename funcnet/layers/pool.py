@@ -16,6 +16,10 @@ Decisions (see also docs/layers-conv.md):
   every window holds at least one real element.
 * AvgPool sums bfloat16 and float16 inputs in float32, then casts back.
 * The pooling layers require floating-point inputs, like the rest of funcnet.
+* The window reductions are :func:`funcnet.layers._cpu_kernels.max_pool` and
+  ``sum_pool``: ``lax.reduce_window``, or on the CPU an elementwise max (sum)
+  over shifted slices, whose gradient XLA:CPU runs many times faster; the
+  max keeps reduce_window's gradient (ties: the first maximum takes it all).
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from funcnet.core import Layer, check_float, check_input_shape, shape_error
+from funcnet.layers import _cpu_kernels
 from funcnet.layers._window import (
     Padding,
     check_rank,
@@ -89,16 +93,10 @@ def _pool(kind: str, window: Any, strides: Any, padding: Any, name: str) -> Laye
             pad_pair(pad, axis, size, k, s)
             for axis, (size, k, s) in enumerate(zip(sizes, win, stride))
         ]
-        dims = dict(
-            window_dimensions=(1, *win, 1),
-            window_strides=(1, *stride, 1),
-            padding=((0, 0), *pads, (0, 0)),
-        )
         if kind == "max":
-            # A Python -inf lets lax recognise the max monoid, which has a gradient rule.
-            return lax.reduce_window(x, -jnp.inf, lax.max, **dims), state
+            return _cpu_kernels.max_pool(x, win, stride, pads), state
         acc = jnp.float32 if jnp.finfo(x.dtype).bits < 32 else x.dtype
-        sums = lax.reduce_window(x.astype(acc), 0.0, lax.add, **dims)
+        sums = _cpu_kernels.sum_pool(x.astype(acc), win, stride, pads)
         counts = _valid_counts(sizes, win, stride, pads)
         y = sums / jnp.asarray(counts, acc).reshape((1, *counts.shape, 1))
         return y.astype(x.dtype), state

@@ -1,0 +1,340 @@
+"""Convolution and pooling kernels, and the per-backend choice between them (private).
+
+On the CPU, XLA runs the gradient of ``lax.conv_general_dilated`` with respect
+to the kernel slowly (a convolution whose window is the whole image), and
+inside a ``lax.scan`` or ``while_loop`` body every convolution gradient
+catastrophically (20-100x slower than the same step jitted alone: the
+weight-gradient convolution keeps a non-canonical layout there and falls off
+the fast paths). Its ``reduce_window`` max-pool gradient is a slow scatter.
+Plain matrix products and elementwise code it runs well. So on the CPU:
+
+* a convolution is *im2col*: one shifted (strided, dilated) slice of the
+  padded input per kernel tap, concatenated along the channels into patches
+  ``[batch, *out, taps * in]``, times the kernel reshaped to
+  ``[taps * in, out]`` (a batched product per group with feature groups);
+* a pooling is an elementwise maximum (or sum) over the same shifted slices.
+
+On GPU and TPU the native operations stay: cuDNN and the TPU emitters beat
+any rewrite. ``bench/cnn_backends.py`` measures all of this; the numbers are
+in docs/layers-conv.md.
+
+Decisions:
+
+* **Gradients by plain autodiff** through the slices, the concatenation and
+  the product: the weight gradient is ``patches^T @ g`` (a matrix product),
+  the input gradient ``g @ w^T`` scattered back by the slices' transposes
+  (pads, fused into one sum). A custom JVP using the native convolution for
+  the input gradient was 5% faster in a per-step loop but 60% slower inside
+  ``lax.scan`` (the native transposed convolution suffers there too), so
+  there is none. Forward mode and higher orders work as for any JAX code.
+* **Max-pooling keeps reduce_window's gradient.** The maximum is a chain of
+  selects, ``m = where(s > m, s, m)`` over the taps in row-major order, so on
+  ties the whole gradient goes to the first maximal element, as the gradient of
+  ``reduce_window`` (XLA's select-and-scatter with ``>=``) does; a ``max``
+  tree or ``reshape`` + ``max`` would split it between the tied elements (and
+  ``reshape`` + ``max`` measured 6x slower in the backward pass than slices).
+  NaN propagates as in ``lax.max``. The slices handle any window, strides and
+  padding (``-inf`` for max, zeros for the sum).
+* **When.** ``FUNCNET_CONV_IMPL`` (or :data:`CONV_IMPL`, which wins when set)
+  is "auto" (the default), "native" or "im2col", for Conv, ConvTranspose,
+  MaxPool and AvgPool alike. "native" and "im2col" apply on every backend
+  (for tests, measurements, and per-step loops where the native convolution
+  measured faster: see the docs). "auto" uses the rewrite on the CPU for every
+  convolution whose patches fit in :data:`MAX_PATCH_BYTES` (because of the
+  scan problem, :func:`im2col_preferred`) and for pooling windows of at most 9
+  elements (:func:`slices_preferred`), through ``lax.platform_dependent``: the
+  platform of the computation decides when it is lowered, so a function
+  jitted for a GPU from a process whose default device is the CPU, or exported
+  for several platforms, gets the native operation on the GPU. XLA folds the
+  resulting one-branch conditional away.
+* The setting is read when a function is traced: JAX caches traces, so a
+  function already traced (``jit``, ``scan``) keeps the implementation it was
+  traced with; set it before the first call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+IMPLS = ("auto", "native", "im2col")
+ENV_VAR = "FUNCNET_CONV_IMPL"
+
+#: Overrides the ``FUNCNET_CONV_IMPL`` environment variable when not None.
+CONV_IMPL: str | None = None
+
+
+def conv_impl() -> str:
+    """The implementation in force: :data:`CONV_IMPL`, else the environment, else "auto"."""
+    impl = CONV_IMPL if CONV_IMPL is not None else os.environ.get(ENV_VAR, "auto")
+    impl = impl.strip().lower()
+    if impl not in IMPLS:
+        source = "funcnet.layers._cpu_kernels.CONV_IMPL" if CONV_IMPL is not None else ENV_VAR
+        raise ValueError(
+            f"{source} must be one of 'auto', 'native' or 'im2col', got {impl!r}. 'auto' "
+            "uses im2col on the CPU where it was measured faster and the native "
+            "convolution elsewhere."
+        )
+    return impl
+
+
+@contextlib.contextmanager
+def use_conv_impl(impl: str) -> Iterator[None]:
+    """Sets :data:`CONV_IMPL` inside a ``with`` block (for tests and benchmarks)."""
+    global CONV_IMPL
+    previous = CONV_IMPL
+    CONV_IMPL = impl
+    try:
+        conv_impl()  # validates
+        yield
+    finally:
+        CONV_IMPL = previous
+
+
+# --------------------------------------------------------------------------
+# Convolution
+
+
+def native_conv(
+    x: jax.Array,
+    w: jax.Array,
+    strides: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    lhs_dilation: Sequence[int],
+    rhs_dilation: Sequence[int],
+    groups: int,
+) -> jax.Array:
+    """``lax.conv_general_dilated`` with channels-last input and ``[*k, in, out]`` kernel."""
+    n = x.ndim - 2
+    spatial = tuple(range(1, n + 1))
+    dims = lax.ConvDimensionNumbers(
+        lhs_spec=(0, n + 1, *spatial),
+        rhs_spec=(n + 1, n, *range(n)),
+        out_spec=(0, n + 1, *spatial),
+    )
+    return lax.conv_general_dilated(
+        x,
+        w,
+        window_strides=tuple(strides),
+        padding=tuple(pads),
+        lhs_dilation=tuple(lhs_dilation),
+        rhs_dilation=tuple(rhs_dilation),
+        dimension_numbers=dims,
+        feature_group_count=groups,
+    )
+
+
+def _tap_slices(
+    x: jax.Array,
+    window: Sequence[int],
+    strides: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    pad_value: jax.Array,
+    *,
+    lhs_dilation: Sequence[int] | None = None,
+    rhs_dilation: Sequence[int] | None = None,
+) -> list[jax.Array]:
+    """One ``[batch, *out, channels]`` slice per window tap, in row-major tap order.
+
+    Slice ``t`` holds, at output position ``o``, the padded input element
+    ``o * stride + t * dilation`` that tap ``t`` of the window reads there.
+    """
+    n = x.ndim - 2
+    ones = (1,) * n
+    lhs_dilation = ones if lhs_dilation is None else tuple(lhs_dilation)
+    rhs_dilation = ones if rhs_dilation is None else tuple(rhs_dilation)
+    config = [(lo, hi, d - 1) for (lo, hi), d in zip(pads, lhs_dilation)]
+    if any(c != (0, 0, 0) for c in config):
+        x = lax.pad(x, pad_value, [(0, 0, 0), *config, (0, 0, 0)])
+    sizes = x.shape[1:-1]
+    out = [
+        (size - (k - 1) * d - 1) // s + 1
+        for size, k, d, s in zip(sizes, window, rhs_dilation, strides)
+    ]
+    slices = []
+    for tap in itertools.product(*(range(k) for k in window)):
+        start = [t * d for t, d in zip(tap, rhs_dilation)]
+        limit = [b + (o - 1) * s + 1 for b, o, s in zip(start, out, strides)]
+        slices.append(
+            lax.slice(
+                x,
+                (0, *start, 0),
+                (x.shape[0], *limit, x.shape[-1]),
+                (1, *strides, 1),
+            )
+        )
+    return slices
+
+
+def _patch_product(p: jax.Array, w: jax.Array, groups: int) -> jax.Array:
+    """``patches [batch, *out, taps * in]`` times the kernel ``[*k, in / groups, out]``."""
+    n = w.ndim - 2
+    taps, cin_g, features = math.prod(w.shape[:n]), w.shape[n], w.shape[n + 1]
+    if groups == 1:
+        return lax.dot_general(
+            p, w.reshape(taps * cin_g, features), (((p.ndim - 1,), (0,)), ((), ()))
+        )
+    lead = p.shape[:-1]
+    pg = p.reshape(*lead, taps, groups, cin_g)
+    wg = w.reshape(taps, cin_g, groups, features // groups)
+    # Contract taps and group channels, batching over the groups.
+    y = lax.dot_general(pg, wg, (((p.ndim - 1, p.ndim + 1), (0, 1)), ((p.ndim,), (2,))))
+    # y is [groups, *lead, out / groups]; put each group's outputs back together.
+    y = jnp.moveaxis(y, 0, -2)
+    return y.reshape(*lead, features)
+
+
+def _im2col(
+    x: jax.Array,
+    w: jax.Array,
+    strides: tuple[int, ...],
+    pads: tuple[tuple[int, int], ...],
+    lhs_dilation: tuple[int, ...],
+    rhs_dilation: tuple[int, ...],
+    groups: int,
+) -> jax.Array:
+    n = x.ndim - 2
+    cols = _tap_slices(
+        x,
+        w.shape[:n],
+        strides,
+        pads,
+        jnp.zeros((), x.dtype),
+        lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation,
+    )
+    patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+    return _patch_product(patches, w, groups)
+
+
+#: "auto" keeps the native convolution when the patches would exceed this size.
+MAX_PATCH_BYTES = 1 << 30
+
+
+def im2col_preferred(patch_bytes: int) -> bool:
+    """Whether "auto" uses im2col on the CPU for a convolution whose patches take ``patch_bytes``.
+
+    Every convolution (any rank, groups, strides, dilation, ConvTranspose):
+    inside ``lax.scan`` (how ``funcnet.fit`` runs an epoch) XLA:CPU's native
+    convolution gradient was 20-100x slower than im2col for every shape
+    measured, a loss no per-step gain of the native convolution makes up for.
+    Except when the patches (``taps`` times the input) would pass
+    :data:`MAX_PATCH_BYTES`: memory then matters more than speed.
+    """
+    return patch_bytes <= MAX_PATCH_BYTES
+
+
+def conv(
+    x: jax.Array,
+    w: jax.Array,
+    strides: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    *,
+    lhs_dilation: Sequence[int] | None = None,
+    rhs_dilation: Sequence[int] | None = None,
+    groups: int = 1,
+) -> jax.Array:
+    """Cross-correlates channels-last ``x`` with ``[*k, in / groups, out]`` ``w``, choosing the kernel."""
+    n = x.ndim - 2
+    args = (
+        tuple(int(s) for s in strides),
+        tuple((int(lo), int(hi)) for lo, hi in pads),
+        tuple(lhs_dilation or (1,) * n),
+        tuple(rhs_dilation or (1,) * n),
+        int(groups),
+    )
+    out = [
+        ((size - 1) * ld + 1 + lo + hi - (k - 1) * rd - 1) // s + 1
+        for size, k, s, (lo, hi), ld, rd in zip(x.shape[1:-1], w.shape[:n], *args[:4])
+    ]
+    patch_bytes = x.shape[0] * math.prod(out) * math.prod(w.shape[:n]) * x.shape[-1]
+    patch_bytes *= jnp.dtype(x.dtype).itemsize
+
+    def native(x: jax.Array, w: jax.Array) -> jax.Array:
+        return native_conv(x, w, *args)
+
+    def im2col(x: jax.Array, w: jax.Array) -> jax.Array:
+        return _im2col(x, w, *args)
+
+    return _dispatch(native, im2col, im2col_preferred(patch_bytes), x, w)
+
+
+def _dispatch(
+    native: Callable, rewrite: Callable, cpu_prefers: bool, *operands: jax.Array
+) -> jax.Array:
+    impl = conv_impl()
+    if impl == "native" or (impl == "auto" and not cpu_prefers):
+        return native(*operands)
+    if impl == "im2col":
+        return rewrite(*operands)
+    return lax.platform_dependent(*operands, cpu=rewrite, default=native)
+
+
+# --------------------------------------------------------------------------
+# Pooling
+
+
+def slices_preferred(window: Sequence[int]) -> bool:
+    """Whether "auto" pools by shifted slices on the CPU: windows of at most 9 elements.
+
+    Measured (loop and scan alike): 2x2 and 3x3 windows 1.3-30x faster than
+    ``reduce_window`` (whose max gradient is a slow scatter), a 7x7 window 3x
+    slower (49 slices).
+    """
+    return math.prod(window) <= 9
+
+
+def max_pool(
+    x: jax.Array, window: Sequence[int], strides: Sequence[int], pads: Sequence[tuple[int, int]]
+) -> jax.Array:
+    """The maximum over each window of a channels-last ``x``; padding is ``-inf``."""
+    window, strides = tuple(window), tuple(strides)
+    pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+    neg_inf = jnp.array(-jnp.inf, x.dtype)
+
+    def native(x: jax.Array) -> jax.Array:
+        # A Python -inf lets lax recognise the max monoid, which has a gradient rule.
+        return lax.reduce_window(
+            x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1), ((0, 0), *pads, (0, 0))
+        )
+
+    def slices(x: jax.Array) -> jax.Array:
+        taps = _tap_slices(x, window, strides, pads, neg_inf)
+        m = taps[0]
+        for s in taps[1:]:
+            # Strictly greater: the first maximum keeps the gradient, as in
+            # reduce_window's; a NaN wins, as in lax.max.
+            m = jnp.where((s > m) | jnp.isnan(s), s, m)
+        return m
+
+    return _dispatch(native, slices, slices_preferred(window), x)
+
+
+def sum_pool(
+    x: jax.Array, window: Sequence[int], strides: Sequence[int], pads: Sequence[tuple[int, int]]
+) -> jax.Array:
+    """The sum over each window of a channels-last ``x``; padding is zeros."""
+    window, strides = tuple(window), tuple(strides)
+    pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+    zero = jnp.array(0, x.dtype)
+
+    def native(x: jax.Array) -> jax.Array:
+        return lax.reduce_window(
+            x, 0.0, lax.add, (1, *window, 1), (1, *strides, 1), ((0, 0), *pads, (0, 0))
+        )
+
+    def slices(x: jax.Array) -> jax.Array:
+        taps = _tap_slices(x, window, strides, pads, zero)
+        total = taps[0]
+        for s in taps[1:]:
+            total = total + s
+        return total
+
+    return _dispatch(native, slices, slices_preferred(window), x)
