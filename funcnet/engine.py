@@ -228,12 +228,27 @@ def _contains_convolution(net: Layer, ts: TrainState, x: Any) -> bool:
     return search(jaxpr.jaxpr)
 
 
+# Whether a model convolves depends only on the model and the input's shapes;
+# tracing it to find out costs more than a small model's epoch, so remember.
+_CONVOLVES: dict[tuple, bool] = {}
+
+
 def resolve_loop(loop: str, net: Layer, ts: TrainState, x: Any) -> str:
+    """The loop for ``loop="auto"``: a Python loop of steps for convolutions on XLA:CPU."""
     if loop != "auto":
         return loop
-    if jax.default_backend() == "cpu" and _contains_convolution(net, ts, x):
-        return "python"
-    return "scan"
+    if jax.default_backend() != "cpu":
+        return "scan"
+    signature = (
+        net,
+        jax.tree.structure(x),
+        tuple((a.shape[1:], a.dtype) for a in jax.tree.leaves(x)),
+    )
+    if signature not in _CONVOLVES:
+        if len(_CONVOLVES) > 256:
+            _CONVOLVES.clear()
+        _CONVOLVES[signature] = _contains_convolution(net, ts, x)
+    return "python" if _CONVOLVES[signature] else "scan"
 
 
 def check_targets(loss: Loss, net: Layer, ts: TrainState, x: Any, y: Any) -> None:
