@@ -160,6 +160,39 @@ def _unpack(names: Sequence[str], packed: Any) -> tuple[dict[str, float], int]:
     return {name: float(v) for name, v in zip(names, packed[:-1])}, int(packed[-1])
 
 
+def epoch_function(
+    net: Layer,
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    metrics: tuple[tuple[str, Metric], ...],
+    on_nonfinite: str,
+    layout: Layout | None,
+    n: int,
+    batch_size: int,
+    rest: int,
+    shuffle: bool,
+) -> Callable:
+    """``(ts, x, y) -> (ts, carry)``: a whole epoch, its shuffle included.
+
+    ``rest`` is the size of the last, smaller batch (0 for none). ``fit``
+    jits it; ``fit_many`` vmaps it over models first.
+    """
+    run = steps_function(net, loss, optimizer, metrics, on_nonfinite, layout)
+    full = n // batch_size
+    names = ("loss", *(name for name, _ in metrics))
+
+    def epoch(ts: TrainState, x: Any, y: Any) -> tuple[TrainState, Carry]:
+        order = epoch_order(ts.key, ts.step, n, shuffle)
+        carry = empty_carry(names)
+        ts, carry = run(ts, carry, x, y, order[: full * batch_size].reshape(full, batch_size), 0)
+        if rest:
+            last = order[full * batch_size : full * batch_size + rest].reshape(1, rest)
+            ts, carry = run(ts, carry, x, y, last, full)
+        return ts, carry
+
+    return epoch
+
+
 @functools.lru_cache(maxsize=64)
 def _whole_epoch_program(
     net: Layer,
@@ -173,21 +206,17 @@ def _whole_epoch_program(
     rest: int,
     shuffle: bool,
 ) -> Callable:
-    """``(ts, x, y) -> (ts, packed logs)``: a whole epoch, its shuffle included."""
-    run = steps_function(net, loss, optimizer, metrics, on_nonfinite, layout)
-    full = n // batch_size
+    """:func:`epoch_function`, jitted, returning its logs packed in one array."""
+    epoch = epoch_function(
+        net, loss, optimizer, metrics, on_nonfinite, layout, n, batch_size, rest, shuffle
+    )
     names = ("loss", *(name for name, _ in metrics))
 
-    def epoch(ts: TrainState, x: Any, y: Any) -> tuple[TrainState, jax.Array]:
-        order = epoch_order(ts.key, ts.step, n, shuffle)
-        carry = empty_carry(names)
-        ts, carry = run(ts, carry, x, y, order[: full * batch_size].reshape(full, batch_size), 0)
-        if rest:
-            last = order[full * batch_size : full * batch_size + rest].reshape(1, rest)
-            ts, carry = run(ts, carry, x, y, last, full)
+    def packed(ts: TrainState, x: Any, y: Any) -> tuple[TrainState, jax.Array]:
+        ts, carry = epoch(ts, x, y)
         return ts, _pack(carry, names)
 
-    return jax.jit(epoch, donate_argnums=(0,))
+    return jax.jit(packed, donate_argnums=(0,))
 
 
 @functools.lru_cache(maxsize=64)

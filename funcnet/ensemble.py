@@ -26,7 +26,7 @@ import optax
 from funcnet.callbacks import find_hyperparams, replace_hyperparam
 from funcnet.core import Layer
 from funcnet.data import as_arrays, check_batch_size, check_pair
-from funcnet.engine import empty_carry, epoch_order, steps_function
+from funcnet.engine import epoch_function
 from funcnet.losses import Loss, get_loss
 from funcnet.metrics import Metric, get_metric
 from funcnet.progress import Progress
@@ -67,19 +67,9 @@ def _epoch_program(
     batch_size: int,
     shuffle: bool,
 ) -> Callable:
-    run = steps_function(net, loss, optimizer, metrics, "stop")
-    full, rest = divmod(n, batch_size)
-    names = ("loss", *(name for name, _ in metrics))
-
-    def one_model(ts: TrainState, x: Any, y: Any) -> tuple[TrainState, Any]:
-        order = epoch_order(ts.key, ts.step, n, shuffle)
-        carry = empty_carry(names)
-        rows = order[: full * batch_size].reshape(full, batch_size)
-        ts, carry = run(ts, carry, x, y, rows, 0)
-        if rest:
-            ts, carry = run(ts, carry, x, y, order[full * batch_size :].reshape(1, rest), full)
-        return ts, carry
-
+    one_model = epoch_function(
+        net, loss, optimizer, metrics, "stop", None, n, batch_size, n % batch_size, shuffle
+    )
     many = jax.vmap(one_model, in_axes=(0, None, None))
     return jax.jit(many, donate_argnums=(0,))
 
