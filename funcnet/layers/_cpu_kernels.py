@@ -228,7 +228,12 @@ def im2col_preferred(patch_bytes: int) -> bool:
     Except when the patches (``taps`` times the input) would pass
     :data:`MAX_PATCH_BYTES`: memory then matters more than speed.
     """
-    return patch_bytes <= MAX_PATCH_BYTES
+    try:
+        return bool(patch_bytes <= MAX_PATCH_BYTES)
+    except Exception:
+        # A symbolic size (jax.export) cannot be compared. The batch is unknown until the exported program runs: keep the native
+        # convolution, which serves every size.
+        return False
 
 
 def conv(
