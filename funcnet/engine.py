@@ -49,6 +49,7 @@ from funcnet.data import (
     prefetch_to_device,
     take,
 )
+from funcnet.layers import _cpu_kernels
 from funcnet.losses import Loss, sparse_categorical_crossentropy
 from funcnet.metrics import Metric
 from funcnet.progress import Progress
@@ -266,7 +267,10 @@ def resolve_loop(loop: str, net: Layer, ts: TrainState, x: Any) -> str:
     """The loop for ``loop="auto"``: a Python loop of steps for convolutions on XLA:CPU."""
     if loop != "auto":
         return loop
-    if jax.default_backend() != "cpu":
+    if jax.default_backend() != "cpu" or _cpu_kernels.conv_impl() != "native":
+        # On the CPU funcnet's convolutions are im2col by default, which a scan
+        # runs 1.3-1.6x faster than a loop (docs/layers-conv.md); only XLA's
+        # native convolution needs the loop there.
         return "scan"
     signature = (
         net,

@@ -46,13 +46,17 @@ def test_the_partial_batch_compiles_once_across_epochs_and_calls():
     assert sorted(traces) == [(2, 1), (8, 1)]  # 50 = 6 x 8 + 2
 
 
-def test_auto_loop_uses_python_steps_for_convolutions_on_cpu():
+def test_auto_loop_uses_python_steps_only_for_native_convolutions_on_cpu():
+    from funcnet.layers._cpu_kernels import use_conv_impl
+
     conv = fn.serial(fn.Conv(2, (3, 3)), fn.Flatten(), fn.Dense(1))
     ts = fn.init_train_state(conv, OPT, (None, 5, 5, 1), key=0)
     x = jnp.zeros((4, 5, 5, 1))
-    assert resolve_loop("auto", conv, ts, x) == (
-        "python" if jax.default_backend() == "cpu" else "scan"
-    )
+    on_cpu = jax.default_backend() == "cpu"
+    with use_conv_impl("native"):
+        assert resolve_loop("auto", conv, ts, x) == ("python" if on_cpu else "scan")
+    with use_conv_impl("auto"):
+        assert resolve_loop("auto", conv, ts, x) == "scan"  # im2col on the CPU
     ts = fn.init_train_state(NET, OPT, (None, 3), key=0)
     assert resolve_loop("auto", NET, ts, jnp.zeros((4, 3))) == "scan"
 
