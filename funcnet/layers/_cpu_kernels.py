@@ -3,7 +3,7 @@
 On the CPU, XLA runs the gradient of ``lax.conv_general_dilated`` with respect
 to the kernel slowly (a convolution whose window is the whole image), and
 inside a ``lax.scan`` or ``while_loop`` body every convolution gradient
-catastrophically (20-100x slower than the same step jitted alone: the
+catastrophically (3-150x slower than the same step jitted alone: the
 weight-gradient convolution keeps a non-canonical layout there and falls off
 the fast paths). Its ``reduce_window`` max-pool gradient is a slow scatter.
 Plain matrix products and elementwise code it runs well. So on the CPU:
@@ -32,7 +32,8 @@ Decisions:
   ties the whole gradient goes to the first maximal element, as the gradient of
   ``reduce_window`` (XLA's select-and-scatter with ``>=``) does; a ``max``
   tree or ``reshape`` + ``max`` would split it between the tied elements (and
-  ``reshape`` + ``max`` measured 6x slower in the backward pass than slices).
+  ``reshape`` + ``max`` measured 6x slower in the backward pass than slices,
+  in one measurement).
   NaN propagates as in ``lax.max``. The slices handle any window, strides and
   padding (``-inf`` for max, zeros for the sum).
 * **When.** ``FUNCNET_CONV_IMPL`` (or :data:`CONV_IMPL`, which wins when set)
@@ -223,8 +224,9 @@ def im2col_preferred(patch_bytes: int) -> bool:
 
     Every convolution (any rank, groups, strides, dilation, ConvTranspose):
     inside ``lax.scan`` (how ``funcnet.fit`` runs an epoch) XLA:CPU's native
-    convolution gradient was 20-100x slower than im2col for every shape
-    measured, a loss no per-step gain of the native convolution makes up for.
+    convolution gradient was 3-110x slower than im2col for every shape
+    measured, more than any per-step gain of the native convolution (at most
+    3x, for a 5x5 kernel over 16 channels) makes up for.
     Except when the patches (``taps`` times the input) would pass
     :data:`MAX_PATCH_BYTES`: memory then matters more than speed.
     """
