@@ -26,9 +26,13 @@ and user metadata. Decisions (the reasons are in ``docs/checkpoints.md``):
 * **The model description** (:func:`describe_model`: input shape and one row
   per layer, from shapes alone) is stored when ``save`` gets ``net``;
   ``load(..., net=, input_shape=)`` then checks that the model matches.
-* Arrays are gathered to the host (``jax.device_get``), which suits one host;
-  ``load`` puts leaves back on ``like``'s sharding. For arrays sharded across
-  hosts, use orbax-checkpoint.
+* **One file for the whole model, written by one process.** ``save`` reads
+  arrays to the host (``jax.device_get``); an array split across processes is
+  an error that says to gather it first (:func:`~funcnet.gather_for_save` on
+  every process, then ``save`` on process 0; :class:`~funcnet.CheckpointManager`
+  and ``fit(checkpoint=...)`` do this). ``load`` puts leaves back on ``like``'s
+  sharding, each process building only its own pieces. Models too large for
+  one host's memory need a per-shard format such as orbax-checkpoint.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from funcnet.checkpoint_format import (
     write_atomic,
 )
 from funcnet.core import InputShape, Layer, record_layers
+from funcnet.sharding import _put_global
 
 __all__ = [
     "CheckpointError",
@@ -219,7 +224,12 @@ def _value(entry: dict[str, Any], array: np.ndarray, like_leaf: Any = None) -> A
     sharding = getattr(like_leaf, "sharding", None)
     deleted = isinstance(like_leaf, jax.Array) and like_leaf.is_deleted()
     if sharding is not None and not deleted and len(sharding.device_set) > 1:
-        value = jax.device_put(value, sharding)
+        # Across processes, each builds only the pieces on its own devices.
+        value = (
+            _put_global(value, sharding)
+            if jax.process_count() > 1
+            else jax.device_put(value, sharding)
+        )
     return value
 
 

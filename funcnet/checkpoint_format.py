@@ -142,18 +142,36 @@ def leaf_signature(leaf: Any) -> tuple[str, tuple[int, ...], str] | None:
     return None
 
 
+def _local(where: str, leaf: Any) -> Any:
+    """``leaf`` as a value this process can read whole, or a clear error.
+
+    An array replicated over several processes is read from a local copy; an
+    array split across processes has pieces here that no save can complete.
+    """
+    if not isinstance(leaf, jax.Array) or leaf.is_fully_addressable:
+        return leaf
+    if leaf.is_fully_replicated:
+        return leaf.addressable_data(0)
+    raise ValueError(
+        f"save: the array at {where} (shape {tuple(leaf.shape)}) is split across "
+        f"{jax.process_count()} processes, and this process holds only its own pieces. Call "
+        "gather_for_save(tree) on every process and save its result from process 0 "
+        "(CheckpointManager.save and fit(checkpoint=...) do both)."
+    )
+
+
 def _stored(where: str, leaf: Any) -> np.ndarray:
     """The host array that represents ``leaf`` in the file."""
     if _is_python_number(leaf):
         return np.asarray(leaf, {bool: np.bool_, int: np.int64, float: np.float64}[type(leaf)])
     if is_key(leaf):
-        return np.asarray(jax.device_get(jax.random.key_data(leaf)))
+        return np.asarray(jax.device_get(jax.random.key_data(_local(where, leaf))))
     if leaf_signature(leaf) is None:
         raise TypeError(
             f"save: the leaf at {where} is a {type(leaf).__name__}; a checkpoint holds arrays, "
             "PRNG keys and Python numbers. Put other values in metadata=... (JSON)."
         )
-    array = np.asarray(jax.device_get(leaf))
+    array = np.asarray(jax.device_get(_local(where, leaf)))
     try:
         dtype_from_name(array.dtype.name)
     except CheckpointError:

@@ -32,10 +32,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import jax
+import numpy as np
+
 from funcnet.callbacks import Callback, ModelCheckpoint, resolve_mode
 from funcnet.checkpoint import CheckpointInfo, checkpoint_info, describe_model, load, save
 from funcnet.checkpoint_format import CheckpointError, CheckpointMismatchError
 from funcnet.core import InputShape, Layer
+from funcnet.sharded_io import gather_for_save
 from funcnet.train import History, TrainState
 
 _SUFFIX = ".safetensors"
@@ -94,8 +98,9 @@ class CheckpointManager:
         self.prefix = prefix
         self._pattern = re.compile(rf"{re.escape(prefix)}-(\d+){re.escape(_SUFFIX)}")
         self.directory.mkdir(parents=True, exist_ok=True)
-        for leftover in self.directory.glob(f".{prefix}-*{_SUFFIX}.*.tmp"):
-            leftover.unlink(missing_ok=True)
+        if jax.process_index() == 0:  # the writer; another process's cleanup could hit its file
+            for leftover in self.directory.glob(f".{prefix}-*{_SUFFIX}.*.tmp"):
+                leftover.unlink(missing_ok=True)
 
     def __repr__(self) -> str:
         return f"CheckpointManager({str(self.directory)!r}, steps={self.steps()})"
@@ -153,6 +158,13 @@ class CheckpointManager:
     ) -> Path:
         """Writes checkpoint ``step`` (see :func:`funcnet.save`), then drops old ones.
 
+        With several processes (:mod:`funcnet.distributed`), call it on every
+        process with the same arguments: arrays sharded across processes are
+        gathered (:func:`~funcnet.gather_for_save`, a collective), process 0
+        writes and prunes, and every process waits until the file is on disk,
+        so any of them may read it next. The directory must be one that every
+        process sees (a shared filesystem) for ``restore`` to work on all of them.
+
         Args:
             step: a non-negative integer naming the checkpoint; newer is larger.
             tree: the pytree to save (a TrainState, params, ...).
@@ -178,16 +190,24 @@ class CheckpointManager:
                 "validation_data or validation_split."
             )
         meta = {**(metadata or {}), "step": step, "metrics": metrics}
-        path = save(
-            self.path(step),
-            tree,
-            history=history,
-            net=net,
-            input_shape=input_shape,
-            metadata=meta,
-            model=model,
-        )
-        self._prune()
+        path = self.path(step)
+        if jax.process_count() > 1:
+            tree = gather_for_save(tree)  # every process takes part, in the same order
+        if jax.process_index() == 0:
+            save(
+                path,
+                tree,
+                history=history,
+                net=net,
+                input_shape=input_shape,
+                metadata=meta,
+                model=model,
+            )
+            self._prune()
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"funcnet checkpoint {step}")
         return path
 
     def _prune(self) -> None:
@@ -346,8 +366,33 @@ def resume_fit(
     else:
         manager = as_manager(resume, "resume")
         if not manager.steps():
+            _check_processes_agree(0, resume)
             return train_state, 0, None
         tree, info = manager.restore(train_state, net=net, input_shape=input_shape)
     history = {name: list(values) for name, values in info.history.items()}
-    epoch = info.metadata.get("epoch", len(next(iter(history.values()), [])))
-    return tree, int(epoch), history
+    epoch = int(info.metadata.get("epoch", len(next(iter(history.values()), []))))
+    _check_processes_agree(epoch, resume)
+    return tree, epoch, history
+
+
+def _check_processes_agree(epoch: int, resume: Any) -> None:
+    """With several processes, all must resume from the same epoch, or all raise.
+
+    Process 0 writes the checkpoints; a process that cannot see them (a
+    directory on its own disk) would start afresh and wait forever in the
+    first collective. One tiny all-gather turns that into the same error on
+    every process.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    epochs = [int(e) for e in multihost_utils.process_allgather(np.int32(epoch))]
+    if len(set(epochs)) > 1:
+        found = ", ".join(f"process {i} at epoch {e}" for i, e in enumerate(epochs))
+        where = resume.directory if isinstance(resume, CheckpointManager) else resume
+        raise ValueError(
+            f"fit: the processes resumed from different checkpoints in {str(where)!r} ({found}). "
+            "Process 0 writes the checkpoints, so every process must read the same directory: "
+            "put it on a filesystem that every host shares."
+        )

@@ -151,7 +151,9 @@ def fit(
             instead of initialising. Its buffers are donated: do not reuse it.
         checkpoint: a :class:`~funcnet.CheckpointManager` or a directory: save
             the train state and history there after every epoch (see
-            ``docs/checkpoints.md``).
+            ``docs/checkpoints.md``). With several processes, process 0
+            writes (after gathering sharded arrays) and the directory must be
+            one every process sees.
         resume: True continues from ``checkpoint``'s newest checkpoint; a
             manager, directory or checkpoint file continues from there. A
             new or empty directory starts afresh. ``epochs`` is the total:

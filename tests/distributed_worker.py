@@ -91,6 +91,29 @@ def train(out_dir: str) -> None:
     )
     restored_host = fn.gather_for_save(restored.params)
 
+    # fit's own checkpoints of the FSDP run: one epoch, then resumed to EPOCHS
+    # from the directory (shared by both processes), must equal the whole run.
+    fsdp = {"batch_size": BATCH, "mesh": mesh, "param_sharding": fn.fsdp(min_size=8)}
+    shared = os.path.join(out_dir, "fit_checkpoints")
+    fn.fit(net, x, y, **fsdp, **{**common, "epochs": 1}, checkpoint=shared)
+    resumed = fn.fit(net, x, y, **fsdp, **common, checkpoint=shared, resume=True)
+    resumed_layout = jax.tree.map(
+        lambda a, b: a.sharding == b.sharding, resumed.params, sharded.params
+    )
+    try:  # save() alone cannot write an array split across processes
+        fn.save(os.path.join(out_dir, f"direct{info.process_id}.safetensors"), sharded.params)
+        direct = "no error"
+    except ValueError as error:
+        direct = str(error)
+    # A directory on each process's own disk: process 1 never sees process 0's files.
+    own = os.path.join(out_dir, f"own_checkpoints_{info.process_id}")
+    fn.fit(net, x, y, **fsdp, **{**common, "epochs": 1}, checkpoint=own)
+    try:
+        fn.fit(net, x, y, **fsdp, **common, checkpoint=own, resume=True)
+        disagreement = "no error"
+    except ValueError as error:
+        disagreement = str(error)
+
     out = {}
     out.update(flat("arrays", fn.gather_for_save(arrays.params)))
     out.update(flat("arrays_state", fn.gather_for_save(arrays.state)))
@@ -98,6 +121,11 @@ def train(out_dir: str) -> None:
     out.update(flat("loop", fn.gather_for_save(ts.params)))
     out.update(flat("fsdp", host.params))
     out.update(flat("restored", restored_host))
+    out.update(flat("resumed", fn.gather_for_save(resumed.params)))
+    out["resumed_loss"] = np.array(resumed.history["loss"])
+    out["resumed_layout"] = np.array(all(jax.tree.leaves(resumed_layout)))
+    out["disagreement"] = np.array(disagreement)
+    out["direct"] = np.array(direct)
     out["arrays_loss"] = np.array(arrays.history["loss"])
     out["stream_loss"] = np.array(stream.history["loss"])
     out["spans_processes"] = np.array(spans_processes)

@@ -104,7 +104,7 @@ def test_two_processes_train_like_one(tmp_path):
         got = np.load(tmp_path / f"p{pid}.npz")
         assert got["devices"].tolist() == [2, 4]
         for name, value in want.items():
-            for run in ("arrays", "fsdp", "restored"):
+            for run in ("arrays", "fsdp", "restored", "resumed"):
                 np.testing.assert_allclose(got[run + name], value, **TOL, err_msg=run + name)
             for run in ("stream", "loop"):
                 np.testing.assert_allclose(got[run + name], want_stream[name], **TOL)
@@ -112,7 +112,24 @@ def test_two_processes_train_like_one(tmp_path):
             np.testing.assert_allclose(got["arrays_state" + name], value, **TOL)
         np.testing.assert_allclose(got["arrays_loss"], reference.history["loss"], **TOL)
         np.testing.assert_allclose(got["stream_loss"], stream_reference.history["loss"], **TOL)
-        assert got["spans_processes"] and got["same_layout"]
+        np.testing.assert_allclose(got["resumed_loss"], reference.history["loss"], **TOL)
+        assert got["spans_processes"] and got["same_layout"] and got["resumed_layout"]
+        assert str(got["disagreement"]) == (
+            f"fit: the processes resumed from different checkpoints in "
+            f"'{tmp_path / f'own_checkpoints_{pid}'}' (process 0 at epoch 1, process 1 at epoch 0). "
+            "Process 0 writes the checkpoints, so every process must read the same directory: "
+            "put it on a filesystem that every host shares."
+        )
+        assert str(got["direct"]) == (
+            "save: the array at [0]['b'] (shape (8,)) is split across 2 processes, and this "
+            "process holds only its own pieces. Call gather_for_save(tree) on every process and "
+            "save its result from process 0 (CheckpointManager.save and fit(checkpoint=...) do both)."
+        )
+    # Only process 0 wrote: one file per epoch in the shared directory, none in process 1's own.
+    assert sorted(p.name for p in (tmp_path / "fit_checkpoints").iterdir()) == [
+        f"ckpt-{e:08d}.safetensors" for e in range(1, EPOCHS + 1)
+    ]
+    assert list((tmp_path / "own_checkpoints_1").iterdir()) == []
     (_, out0), (_, out1) = results
     assert "main process: 2 processes" in out0 and "main process" not in out1
     assert f"epoch {EPOCHS}/{EPOCHS}" in out0 and "epoch " not in out1  # progress: process 0
