@@ -32,9 +32,12 @@ def _host(a: Any) -> Any:
     if not isinstance(a, jax.Array):
         return np.asarray(a)
     if _is_key(a):
-        if not a.is_fully_addressable and not a.is_fully_replicated:
-            raise ValueError("gather_for_save: a PRNG key array sharded across processes.")
-        return a if a.is_fully_addressable else a.addressable_data(0)
+        if a.is_fully_addressable:
+            return a
+        if a.is_fully_replicated:
+            return a.addressable_data(0)
+        data = _host(jax.random.key_data(a))  # gathered as integers, rewrapped locally
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(a))
     if a.is_fully_addressable:
         return np.asarray(a)
     if a.is_fully_replicated:

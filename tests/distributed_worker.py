@@ -100,6 +100,17 @@ def train(out_dir: str) -> None:
     resumed_layout = jax.tree.map(
         lambda a, b: a.sharding == b.sharding, resumed.params, sharded.params
     )
+    # PRNG keys split across processes are gathered too (as integers, rewrapped).
+    keys = jax.random.split(jax.random.key(7), 8)
+    spread = fn.place_like(
+        keys, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    )
+    keys_gathered = bool(
+        not spread.is_fully_addressable
+        and np.array_equal(
+            jax.random.key_data(fn.gather_for_save(spread)), jax.random.key_data(keys)
+        )
+    )
     try:  # save() alone cannot write an array split across processes
         fn.save(os.path.join(out_dir, f"direct{info.process_id}.safetensors"), sharded.params)
         direct = "no error"
@@ -126,6 +137,7 @@ def train(out_dir: str) -> None:
     out["resumed_layout"] = np.array(all(jax.tree.leaves(resumed_layout)))
     out["disagreement"] = np.array(disagreement)
     out["direct"] = np.array(direct)
+    out["keys_gathered"] = np.array(keys_gathered)
     out["arrays_loss"] = np.array(arrays.history["loss"])
     out["stream_loss"] = np.array(stream.history["loss"])
     out["spans_processes"] = np.array(spans_processes)

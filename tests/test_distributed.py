@@ -114,6 +114,7 @@ def test_two_processes_train_like_one(tmp_path):
         np.testing.assert_allclose(got["stream_loss"], stream_reference.history["loss"], **TOL)
         np.testing.assert_allclose(got["resumed_loss"], reference.history["loss"], **TOL)
         assert got["spans_processes"] and got["same_layout"] and got["resumed_layout"]
+        assert got["keys_gathered"]
         assert str(got["disagreement"]) == (
             f"fit: the processes resumed from different checkpoints in "
             f"'{tmp_path / f'own_checkpoints_{pid}'}' (process 0 at epoch 1, process 1 at epoch 0). "
