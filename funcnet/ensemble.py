@@ -26,7 +26,7 @@ import optax
 from funcnet.callbacks import find_hyperparams, replace_hyperparam
 from funcnet.core import Layer
 from funcnet.data import as_arrays, check_batch_size, check_pair
-from funcnet.engine import epoch_function
+from funcnet.engine import Training, epoch_function
 from funcnet.losses import Loss, get_loss
 from funcnet.metrics import Metric, get_metric
 from funcnet.progress import Progress
@@ -67,9 +67,8 @@ def _epoch_program(
     batch_size: int,
     shuffle: bool,
 ) -> Callable:
-    one_model = epoch_function(
-        net, loss, optimizer, metrics, "stop", None, n, batch_size, n % batch_size, shuffle
-    )
+    training = Training(net, loss, optimizer, metrics, "stop")
+    one_model = epoch_function(training, n, batch_size, n % batch_size, shuffle)
     many = jax.vmap(one_model, in_axes=(0, None, None))
     return jax.jit(many, donate_argnums=(0,))
 

@@ -32,6 +32,7 @@ from funcnet.engine import (
     ArrayEngine,
     Engine,
     StreamEngine,
+    Training,
 )
 from funcnet.inference import eval_program, evaluate_arrays
 from funcnet.losses import Loss, get_loss
@@ -212,13 +213,14 @@ def fit(
     if placement is not None and jax.process_index() != 0:
         verbose = 0  # one progress bar per run, not one per process
     enable_compilation_cache()
+    training = Training(net, loss_fn, optimizer, metric_fns, on_nonfinite, placement)
     if _is_batch_stream(x, y):
         if validation_split:
             raise ValueError(
                 "fit: validation_split needs in-memory arrays; with a stream of batches pass "
                 "validation_data=(x_val, y_val)."
             )
-        stream = StreamEngine(net, loss_fn, optimizer, metric_fns, on_nonfinite, placement)
+        stream = StreamEngine(training)
         stream.prepare_stream(x, epochs, steps_per_epoch, prefetch, key, train_state)
         engine: Engine = stream
     else:
@@ -233,7 +235,7 @@ def fit(
                 raise ValueError("fit: give validation_data or validation_split, not both.")
             x, y, x_val, y_val = split_validation(x, y, validation_split)
             validation_data = (x_val, y_val)
-        engine = ArrayEngine(net, loss_fn, optimizer, metric_fns, on_nonfinite, placement)
+        engine = ArrayEngine(training)
         engine.prepare_arrays(
             x, y, batch_size, shuffle, steps_per_execution, loop, key, train_state
         )

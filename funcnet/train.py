@@ -94,6 +94,23 @@ def _check_scalar_loss(value: Any) -> None:
         )
 
 
+class StepResult(NamedTuple):
+    """What :func:`train_step_with_logs`'s step returns."""
+
+    train_state: TrainState  # after the step (unchanged if the update was not applied)
+    logs: dict[str, jax.Array]  # the loss and the metrics on this batch
+    finite: jax.Array  # whether the loss and the gradients were all finite
+    applied: jax.Array  # whether the update was applied
+
+
+def _all_finite(value: jax.Array, grads: Any) -> jax.Array:
+    # A sum is finite exactly when every term is (barring overflow past 3e38,
+    # where training has diverged anyway); one reduction per leaf, no squares
+    # (a norm would call gradients above 1e19 non-finite).
+    total = sum((jnp.sum(g, dtype=jnp.float32) for g in jax.tree.leaves(grads)), value)
+    return jnp.isfinite(total)
+
+
 def train_step_with_logs(
     net: Layer,
     loss: Loss,
@@ -101,16 +118,24 @@ def train_step_with_logs(
     metrics: tuple[tuple[str, Metric], ...] = (),
     layout: Layout | None = None,
     where: str = "fit",
-) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array], jax.Array]]:
-    """The pure train step, returning the new train state, a dict of logs, and
-    whether the loss and the gradients were all finite.
+    guard: bool = False,
+) -> Callable[..., StepResult]:
+    """The pure train step ``step(ts, batch, allowed=True) -> StepResult``.
+
+    Without ``guard`` every update is applied. With ``guard``, the update
+    (params, model state, optimizer state and step count) is applied only if
+    the loss and the gradients are finite and ``allowed`` (a traced bool) is
+    true; otherwise the train state comes back unchanged. The choice is a
+    ``lax.cond`` around the optimizer update, not a ``jnp.where`` over the
+    whole state: the update then runs in place, and the guard costs about
+    nothing (measured in ``docs/training.md``).
 
     With a ``layout`` (:func:`funcnet.sharding.layout`) the batch is split over
     the mesh's data axis and the train state kept in its layout; XLA inserts
     the collectives (a batch that cannot be split is an error naming ``where``).
     """
 
-    def step(ts: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array], jax.Array]:
+    def step(ts: TrainState, batch: Any, allowed: Any = True) -> StepResult:
         if layout is not None:
             batch = layout.constrain_batch(where, batch)
             ts = layout.constrain_state(ts)
@@ -126,16 +151,21 @@ def train_step_with_logs(
         (value, (new_state, predictions)), grads = jax.value_and_grad(objective, has_aux=True)(
             ts.params
         )
-        updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
-        params = optax.apply_updates(ts.params, updates)
         logs = {"loss": value}
         for name, metric in metrics:
             logs[name] = metric(jax.lax.stop_gradient(predictions), y)
-        finite = jnp.isfinite(value) & jnp.isfinite(optax.tree.norm(grads))
-        new_ts = TrainState(params, new_state, opt_state, ts.step + 1, ts.key)
-        if layout is not None:
-            new_ts = layout.constrain_state(new_ts)
-        return new_ts, logs, finite
+        finite = _all_finite(value, grads)
+
+        def update(ts: TrainState) -> TrainState:
+            updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
+            params = optax.apply_updates(ts.params, updates)
+            new_ts = TrainState(params, new_state, opt_state, ts.step + 1, ts.key)
+            return layout.constrain_state(new_ts) if layout is not None else new_ts
+
+        if not guard:
+            return StepResult(update(ts), logs, finite, jnp.ones((), bool))
+        applied = finite & allowed
+        return StepResult(jax.lax.cond(applied, update, lambda ts: ts, ts), logs, finite, applied)
 
     return step
 
@@ -189,7 +219,7 @@ def make_train_step(
     )
 
     def step(ts: TrainState, batch: Any) -> tuple[TrainState, jax.Array]:
-        ts, logs, _ = logged(ts, batch)
-        return ts, logs["loss"]
+        result = logged(ts, batch)
+        return result.train_state, result.logs["loss"]
 
     return jax.jit(step, donate_argnums=(0,) if donate else ())

@@ -193,6 +193,43 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_finite_params():
     assert int(result.train_state.step) == 2
 
 
+def nan_gradient_loss(p, t):
+    """Finite (zero) for targets above 100, but with NaN gradients there: sqrt at 0."""
+    flagged = t > 100
+    root = jnp.sqrt(jnp.where(flagged, p - p, 1.0))  # the inner where keeps other rows finite
+    return jnp.mean(jnp.where(flagged, root, (p - t) ** 2))
+
+
+@pytest.mark.parametrize("loop", ["scan", "python"])
+def test_a_nan_gradient_under_a_finite_loss_stops_training_too(loop):
+    y = Y[:10].copy()
+    y[5] = 1000.0  # the third batch of two
+    result = train(x=X[:10], y=y, loss=nan_gradient_loss, batch_size=2, shuffle=False, loop=loop)
+    assert result.stop_reason == (
+        "TerminateOnNaN: non-finite loss or gradient at epoch 1, step 3 of that epoch; "
+        "kept the params from before that step"
+    )
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(result.params))
+    before = train(x=X[:4], y=Y[:4], loss=nan_gradient_loss, batch_size=2, shuffle=False, epochs=1)
+    assert_same_params(result, before, rtol=0, atol=0)
+
+
+def test_huge_but_finite_gradients_are_not_taken_for_non_finite_ones():
+    # Gradients of 1e20 are finite, though their squared norm (1e40) is not a float32.
+    result = train(loss=lambda p, t: 1e20 * jnp.mean(p), optimizer=optax.sgd(1e-24), epochs=2)
+    assert result.stop_reason is None and int(result.train_state.step) == 2 * 7
+
+
+def test_a_skipped_step_leaves_the_batchnorm_statistics_alone():
+    net = fn.serial(fn.Dense(4), fn.BatchNorm(), fn.Dense(1))
+    x = X[:4]
+    y = np.full((4, 1), 1000.0, np.float32)  # every step has NaN gradients
+    result = train(net=net, x=x, y=y, loss=nan_gradient_loss, batch_size=4, on_nonfinite="skip")
+    initial = fn.init_train_state(net, OPT, (None, 3), key=1)
+    jax.tree.map(np.testing.assert_array_equal, result.state, initial.state)
+    assert int(result.train_state.step) == 0
+
+
 def test_skip_mode_skips_non_finite_updates_and_goes_on():
     y = Y[:10].copy()
     y[5] = np.nan

@@ -3,7 +3,9 @@
 - "fit": ``fn.fit(net, x, y, loss=..., optimizer=..., epochs=..., batch_size=...,
   key=..., verbose=0)``. The Fitter keeps the same net, loss and optimizer
   objects for all its calls, because fit caches its compiled programs per
-  those objects: a second call is the steady state.
+  those objects: a second call is the steady state. A second call continues
+  from the trained state (``train_state=result.train_state``), as Keras's
+  ``model.fit`` and the hand-written epoch scan continue from their weights.
 - "step loop": ``fn.make_train_step`` called from a Python loop, the train
   state threaded by hand.
 """
@@ -81,6 +83,7 @@ class Fit:
             batch_size=batch_size,
             key=self.seed,
             verbose=0,
+            train_state=None if self.result is None else self.result.train_state,
         )
         jax.block_until_ready(self.result.params)
 
