@@ -191,3 +191,12 @@ def test_ratios_are_taken_against_the_reference_in_the_same_workload_and_metric(
 )
 def test_figures_are_shown_with_three_significant_digits(value, text):
     assert format_figure(value) == text
+
+
+def test_guard_cost_times_every_mode_from_the_same_state():
+    from bench.guard_cost import MODES, models, time_modes
+
+    playground = models()["playground 2-4-2-1, batch 10"]
+    times = time_modes(playground, rounds=1)
+    assert sorted(times) == sorted(MODES)
+    assert all(len(samples) == 1 and samples[0] > 0 for samples in times.values())
