@@ -65,6 +65,8 @@ class Context:
                 self.results.skip(workload, name, module)
                 continue
             for variant_name, variant in module.VARIANTS.items():
+                if variant.workloads is not None and workload not in variant.workloads:
+                    continue
                 if variant.kind in kinds:
                     yield name, variant_name, variant
 

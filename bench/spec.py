@@ -166,3 +166,4 @@ class Variant:
     kind: Literal["loop", "fit"]
     make: Callable[[Task, int], Any]
     description: str = ""
+    workloads: tuple[str, ...] | None = None  # None: every workload

@@ -141,6 +141,36 @@ class StepLoop:
         return np.asarray(jax.jit(forward, static_argnums=0)(self.task, self.params, x))
 
 
+class KeyedStepLoop(StepLoop):
+    """The step loop threading a PRNG key (split every step) and a step count.
+
+    What a training loop with dropout carries besides params and optimizer
+    state, and what a funcnet ``TrainState`` carries: the fair reference for
+    the per-call cost of ``make_train_step``.
+    """
+
+    def __init__(self, task: Task, seed: int):
+        super().__init__(task, seed)
+        step = make_step(task, optimizer(task))
+
+        def keyed(params, opt_state, key, count, x, y):
+            key, _dropout_key = jax.random.split(key)
+            params, opt_state, loss = step(params, opt_state, x, y)
+            return params, opt_state, key, count + 1, loss
+
+        self._keyed = jax.jit(keyed, donate_argnums=(0, 1, 2, 3))
+        self.key = jax.random.key(seed + 1)
+        self.count = jnp.zeros((), jnp.int32)
+
+    def step(self, x: Any, y: Any) -> None:
+        self.params, self.opt_state, self.key, self.count, self.loss = self._keyed(
+            self.params, self.opt_state, self.key, self.count, x, y
+        )
+
+    def sync(self) -> None:
+        jax.block_until_ready((self.params, self.opt_state, self.key, self.count))
+
+
 class EpochScan:
     """One compiled ``lax.scan`` per epoch, the data on the device, shuffled there."""
 
@@ -177,6 +207,12 @@ class EpochScan:
 
 VARIANTS = {
     "step loop": Variant("loop", StepLoop, "jax.jit step (donated) called from a Python loop"),
+    "step loop, key and step": Variant(
+        "loop",
+        KeyedStepLoop,
+        "the step loop also threading a PRNG key (split per step) and a step count",
+        workloads=("overhead",),
+    ),
     "epoch scan": Variant(
         "fit", EpochScan, "one jitted lax.scan per epoch, shuffled on the device"
     ),
