@@ -72,6 +72,20 @@ def check_batch_size(batch_size: int | None, n: int) -> int:
     return int(batch_size)
 
 
+def example_spec(data: Any, batch: int | None = None) -> Any:
+    """The input spec of ``data``'s examples: each leaf's shape with its batch axis set to ``batch``.
+
+    ``None`` (the default) gives the spec that ``net.init`` takes; an integer
+    a concrete sample shape to trace the model with.
+
+    Example:
+        >>> import numpy as np
+        >>> example_spec(np.zeros((50, 3), np.float32))
+        ShapeDtypeStruct(shape=(None, 3), dtype=float32)
+    """
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct((batch, *a.shape[1:]), a.dtype), data)
+
+
 def take(data: Any, index: Any) -> Any:
     """Rows ``index`` (an index array or a slice) of every array in ``data``."""
     return jax.tree.map(lambda a: a[index], data)

@@ -46,6 +46,7 @@ from funcnet.data import (
     check_batch_size,
     check_pair,
     describe_signature,
+    example_spec,
     limit,
     prefetch_to_device,
     take,
@@ -226,7 +227,7 @@ def _chunk_program(training: Training) -> Callable:
 
 def _contains_convolution(net: Layer, ts: TrainState, x: Any) -> bool:
     """Whether the model's forward pass has a convolution (searched in its jaxpr)."""
-    sample = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1, *a.shape[1:]), a.dtype), x)
+    sample = example_spec(x, batch=1)
     jaxpr = jax.make_jaxpr(lambda p, s, x: net.apply(p, s, x)[0])(ts.params, ts.state, sample)
 
     def search(jaxpr) -> bool:
@@ -272,7 +273,7 @@ def check_targets(loss: Loss, net: Layer, ts: TrainState, x: Any, y: Any) -> Non
     base = getattr(loss, "func", loss)
     if base is not sparse_categorical_crossentropy or not jnp.issubdtype(y.dtype, jnp.integer):
         return
-    sample = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1, *a.shape[1:]), a.dtype), x)
+    sample = example_spec(x, batch=1)
     out = jax.eval_shape(lambda p, s, x: net.apply(p, s, x)[0], ts.params, ts.state, sample)
     classes = out.shape[-1]
     low, high = int(jnp.min(y)), int(jnp.max(y))
@@ -297,9 +298,7 @@ class Engine:
         self.log_names = training.log_names
 
     def _start(self, key: Any, train_state: TrainState | None, x: Any) -> None:
-        self.input_spec = jax.tree.map(
-            lambda a: jax.ShapeDtypeStruct((None, *a.shape[1:]), a.dtype), x
-        )
+        self.input_spec = example_spec(x)
         if train_state is None:
             train_state = init_train_state(
                 self.net, self.optimizer, self.input_spec, key=as_key(key)

@@ -25,7 +25,7 @@ import optax
 
 from funcnet.callbacks import find_hyperparams, replace_hyperparam
 from funcnet.core import Layer
-from funcnet.data import as_arrays, check_batch_size, check_pair
+from funcnet.data import as_arrays, check_batch_size, check_pair, example_spec
 from funcnet.engine import Training, epoch_function
 from funcnet.losses import Loss, get_loss
 from funcnet.metrics import Metric, get_metric
@@ -80,7 +80,7 @@ def _init_many(
     seeds: Sequence[int],
     hyperparams: Mapping[str, Sequence[float]],
 ) -> TrainState:
-    spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct((None, *a.shape[1:]), a.dtype), x)
+    spec = example_spec(x)
     keys = jnp.stack([as_key(int(seed)) for seed in seeds])
     ts = jax.vmap(lambda key: init_train_state(net, optimizer, spec, key=key))(keys)
     if hyperparams:

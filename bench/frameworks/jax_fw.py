@@ -24,7 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bench.frameworks._jax_common import ACTIVATIONS, GLOROT, LOSSES, optimizer
+from bench.frameworks._jax_common import (
+    ACTIVATIONS,
+    GLOROT,
+    ParamsStepLoop,
+    optimizer,
+    params_step,
+)
 from bench.spec import Conv, Dense, Flatten, MaxPool, Repeat, Task, Variant, input_shapes
 
 NAME = "jax"
@@ -83,14 +89,7 @@ def forward(task: Task, params: list[Any], x: jax.Array) -> jax.Array:
 
 def make_step(task: Task, opt: optax.GradientTransformation):
     """The pure step ``(params, opt_state, x, y) -> (params, opt_state, loss)``."""
-    loss_fn = LOSSES[task.loss]
-
-    def step(params, opt_state, x, y):
-        loss, grads = jax.value_and_grad(lambda p: loss_fn(forward(task, p, x), y))(params)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    return step
+    return params_step(task, opt, functools.partial(forward, task))
 
 
 def make_epoch(task: Task, opt: optax.GradientTransformation, n: int, batch_size: int):
@@ -117,28 +116,12 @@ def make_epoch(task: Task, opt: optax.GradientTransformation, n: int, batch_size
     return epoch
 
 
-class StepLoop:
+class StepLoop(ParamsStepLoop):
     """A jitted step, called from Python once per batch."""
 
     def __init__(self, task: Task, seed: int):
-        self.task = task
-        opt = optimizer(task)
-        self.params = init_params(task, jax.random.key(seed))
-        self.opt_state = opt.init(self.params)
-        self._step = jax.jit(make_step(task, opt), donate_argnums=(0, 1))
-        self.loss: Any = None
-
-    def prepare(self, x: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
-        return jax.device_put(x), jax.device_put(y)
-
-    def step(self, x: Any, y: Any) -> None:
-        self.params, self.opt_state, self.loss = self._step(self.params, self.opt_state, x, y)
-
-    def sync(self) -> None:
-        jax.block_until_ready((self.params, self.opt_state))
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(jax.jit(forward, static_argnums=0)(self.task, self.params, x))
+        params = init_params(task, jax.random.key(seed))
+        super().__init__(task, params, functools.partial(forward, task))
 
 
 class KeyedStepLoop(StepLoop):
@@ -151,7 +134,7 @@ class KeyedStepLoop(StepLoop):
 
     def __init__(self, task: Task, seed: int):
         super().__init__(task, seed)
-        step = make_step(task, optimizer(task))
+        step = self.train_step
 
         def keyed(params, opt_state, key, count, x, y):
             key, _dropout_key = jax.random.split(key)

@@ -33,7 +33,7 @@ Decisions (see also docs/layers-conv.md):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -76,6 +76,49 @@ def _conv(
     return _cpu_kernels.conv(
         x, w, strides, pads, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation, groups=groups
     )
+
+
+class _Geometry(NamedTuple):
+    """The checked arguments that Conv and ConvTranspose share."""
+
+    features: int
+    kernel: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding: Padding
+
+
+def _geometry(
+    name: str, features: Any, kernel_size: Any, strides: Any, padding: Any, dilation: Any
+) -> _Geometry:
+    kernel = window_tuple(name, "kernel_size", kernel_size)
+    n = len(kernel)
+    return _Geometry(
+        positive_int(name, "features", features),
+        kernel,
+        per_axis(name, "strides", strides, n),
+        per_axis(name, "dilation", dilation, n),
+        padding_spec(name, padding, n),
+    )
+
+
+def _kernel_and_bias(
+    key: jax.Array,
+    w_shape: tuple[int, ...],
+    use_bias: bool,
+    w_init: Initializer,
+    b_init: Initializer,
+    param_dtype: Any,
+) -> dict[str, jax.Array]:
+    w_key, b_key = jax.random.split(key)
+    params = {"w": w_init(w_key, w_shape, param_dtype)}
+    if use_bias:
+        params["b"] = b_init(b_key, (w_shape[-1],), param_dtype)
+    return params
+
+
+def _plus_bias(y: jax.Array, params: dict[str, jax.Array], use_bias: bool) -> jax.Array:
+    return y + expand_to(params["b"].astype(y.dtype), y.ndim) if use_bias else y
 
 
 def _init_in_channels(name: str, input_shape: Any, n: int) -> tuple:
@@ -150,12 +193,10 @@ def Conv(
         >>> jax.tree.map(jax.numpy.shape, params)
         {'b': (8,), 'w': (3, 3, 1, 8)}
     """
-    features = positive_int(name, "features", features)
-    kernel = window_tuple(name, "kernel_size", kernel_size)
+    features, kernel, stride, dil, pad = _geometry(
+        name, features, kernel_size, strides, padding, dilation
+    )
     n = len(kernel)
-    stride = per_axis(name, "strides", strides, n)
-    dil = per_axis(name, "dilation", dilation, n)
-    pad: Padding = padding_spec(name, padding, n)
     groups = positive_int(name, "feature_group_count", feature_group_count)
     if features % groups:
         raise ValueError(
@@ -176,10 +217,8 @@ def Conv(
                 f"({groups}), got input shape {shape}. For a depthwise convolution set "
                 "feature_group_count to the number of input channels.",
             )
-        w_key, b_key = jax.random.split(key)
-        params = {"w": w_init(w_key, (*kernel, in_channels // groups, features), param_dtype)}
-        if use_bias:
-            params["b"] = b_init(b_key, (features,), param_dtype)
+        w_shape = (*kernel, in_channels // groups, features)
+        params = _kernel_and_bias(key, w_shape, use_bias, w_init, b_init, param_dtype)
         return (shape[0], *spatial_out(shape), features), params, {}
 
     def apply(params, state, x, *, key=None, train=False):
@@ -200,9 +239,7 @@ def Conv(
             rhs_dilation=dil,
             groups=groups,
         )
-        if use_bias:
-            y = y + expand_to(params["b"].astype(compute_dtype), y.ndim)
-        return y, state
+        return _plus_bias(y, params, use_bias), state
 
     return Layer(init, apply, name)
 
@@ -269,12 +306,10 @@ def ConvTranspose(
         >>> fn.ConvTranspose(4, (3, 3), 2, "VALID").init(jax.random.key(0), (None, 7, 7, 8))[0]
         (None, 15, 15, 4)
     """
-    features = positive_int(name, "features", features)
-    kernel = window_tuple(name, "kernel_size", kernel_size)
+    features, kernel, stride, dil, pad = _geometry(
+        name, features, kernel_size, strides, padding, dilation
+    )
     n = len(kernel)
-    stride = per_axis(name, "strides", strides, n)
-    dil = per_axis(name, "dilation", dilation, n)
-    pad: Padding = padding_spec(name, padding, n)
 
     def geometry(shape: Sequence[int | None]) -> list[tuple[int, int] | None]:
         result: list[tuple[int, int] | None] = []
@@ -296,10 +331,8 @@ def ConvTranspose(
 
     def init(key, input_shape):
         shape = _init_in_channels(name, input_shape, n)
-        w_key, b_key = jax.random.split(key)
-        params = {"w": w_init(w_key, (*kernel, shape[-1], features), param_dtype)}
-        if use_bias:
-            params["b"] = b_init(b_key, (features,), param_dtype)
+        w_shape = (*kernel, shape[-1], features)
+        params = _kernel_and_bias(key, w_shape, use_bias, w_init, b_init, param_dtype)
         out = tuple(None if g is None else g[0] for g in geometry(shape))
         return (shape[0], *out, features), params, {}
 
@@ -325,8 +358,6 @@ def ConvTranspose(
             lhs_dilation=stride,
             rhs_dilation=dil,
         )
-        if use_bias:
-            y = y + expand_to(params["b"].astype(compute_dtype), y.ndim)
-        return y, state
+        return _plus_bias(y, params, use_bias), state
 
     return Layer(init, apply, name)
