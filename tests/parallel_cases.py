@@ -214,6 +214,17 @@ def test_sharded_checkpoints_gather_save_load_and_place_back(tmp_path):
     assert int(placed.step) == 12 and jax.random.key_data(placed.key).shape == (2,)
 
 
+def test_fit_checkpoints_an_fsdp_run_and_resumes_it_in_its_layout(tmp_path):
+    fsdp = {"net": WIDE, "mesh": DEVICES, "param_sharding": fn.fsdp(min_size=40)}
+    train(**fsdp, epochs=1, checkpoint=tmp_path)
+    resumed = train(**fsdp, checkpoint=tmp_path, resume=True)  # epochs=2: one more
+    whole = fsdp_run()
+    assert specs(resumed.params) == specs(whole.params)
+    assert specs(resumed.opt_state) == specs(whole.opt_state)
+    assert_same(resumed.params, whole.params)
+    assert resumed.history["loss"] == pytest.approx(whole.history["loss"], rel=1e-5)
+
+
 def test_process_share_is_the_whole_batch_with_one_process():
     rows = fn.distributed.process_rows(8, DEVICES)
     assert rows == slice(0, 8)
