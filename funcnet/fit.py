@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import jax
-import jax.extend
 import numpy as np
 import optax
 from jax.sharding import Mesh
