@@ -227,6 +227,7 @@ def _chunk_program(training: Training) -> Callable:
 def _contains_convolution(net: Layer, ts: TrainState, x: Any) -> bool:
     """Whether the model's forward pass has a convolution (searched in its jaxpr)."""
     import jax.extend  # here: importing it costs ~20 ms, and only the native CPU path asks
+
     sample = example_spec(x, batch=1)
     jaxpr = jax.make_jaxpr(lambda p, s, x: net.apply(p, s, x)[0])(ts.params, ts.state, sample)
 

@@ -18,6 +18,7 @@ import optax
 from jax.sharding import Mesh
 
 from funcnet.core import Layer, Params, State
+from funcnet.init_program import run_compiled
 from funcnet.losses import Loss, get_loss
 from funcnet.metrics import Metric
 from funcnet.sharding import Layout, ParamRule
@@ -81,9 +82,16 @@ def init_train_state(
         >>> int(ts.step)
         0
     """
-    init_key, train_key = jax.random.split(as_key(key))
-    _, params, state = net.init(init_key, input_shape)
-    return TrainState(params, state, optimizer.init(params), jnp.zeros((), jnp.int32), train_key)
+
+    def build(key: jax.Array) -> TrainState:
+        init_key, train_key = jax.random.split(key)
+        _, params, state = net.init(init_key, input_shape)
+        return TrainState(
+            params, state, optimizer.init(params), jnp.zeros((), jnp.int32), train_key
+        )
+
+    # One compiled program rather than dozens of eager operations (funcnet/init_program.py).
+    return run_compiled(build, as_key(key), identity=(net, optimizer, input_shape))
 
 
 def _check_scalar_loss(value: Any) -> None:

@@ -1,0 +1,79 @@
+"""Initialisation as one compiled program, shared by every model of the same structure.
+
+Run eagerly, a model's initialisation is dozens of small JAX operations, and
+XLA compiles each one again for every new parameter shape: the playground
+network (three Dense layers) compiled 17 programs, 0.85 s, in a fresh
+process; hello's one Dense layer 11 programs, 0.29 s. As one jitted program
+the same work compiles once (0.49 s for the playground network), and the
+persistent compilation cache keeps one entry instead of 17.
+
+A jitted function is compiled per Python function, though, and every new
+model object brings new functions: compiling its init again (0.4 s) would
+make a notebook that rebuilds its model slower than the eager path (2 ms).
+So the compiled programs are cached by the *structure* of the computation:
+the text of its jaxpr, which spells out every operation, shape, dtype and
+literal (floats in full precision). Two models with the same text compute
+the same thing from the same key, so they can share one executable; a
+rebuilt model costs one trace (about 4 ms) and no compile, and the same
+model objects again (``fit`` called twice) not even the trace.
+
+The eager path remains for what the text cannot stand for: arrays captured
+by an initializer (jaxpr constants, whose values the text omits), and
+initializers that need concrete values (Python control flow on arrays).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.extend
+
+_CAPACITY = 64
+# jaxpr text -> the compiled program
+_BY_STRUCTURE: OrderedDict[str, Callable] = OrderedDict()
+# (the objects build closes over, the key's dtype) -> (program, output tree)
+_BY_IDENTITY: OrderedDict[Any, tuple[Callable, Any]] = OrderedDict()
+
+
+def _remember(cache: OrderedDict, name: Any, value: Any) -> Any:
+    cache.pop(name, None)
+    cache[name] = value  # most recently used last
+    if len(cache) > _CAPACITY:
+        cache.popitem(last=False)
+    return value
+
+
+def run_compiled(build: Callable[[jax.Array], Any], key: jax.Array, identity: Any = None) -> Any:
+    """``build(key)``, computed by one compiled program shared across equal structures.
+
+    ``identity``: hashable objects that determine ``build`` (the model, the
+    optimizer, the input shape), to skip the trace when they come again;
+    None to always trace. Inside a transformation (``vmap``, ``jit``)
+    ``build`` is simply traced into it. Errors raised while tracing ``build``
+    (bad shapes) surface as they would eagerly.
+    """
+    if isinstance(key, jax.core.Tracer):
+        return build(key)
+    try:
+        name = None if identity is None else (identity, str(key.dtype), key.shape)
+        known = None if name is None else _BY_IDENTITY.get(name)
+    except TypeError:  # an unhashable part (a list as input shape)
+        name = known = None
+    if known is None:
+        try:
+            closed, shapes = jax.make_jaxpr(build, return_shape=True)(key)
+        except jax.errors.ConcretizationTypeError:
+            return build(key)  # an initializer that needs concrete values
+        if closed.consts:
+            return build(key)  # captured arrays: the text does not show their values
+        signature = str(closed.jaxpr)
+        program = _BY_STRUCTURE.get(signature) or jax.jit(jax.extend.core.jaxpr_as_fun(closed))
+        _remember(_BY_STRUCTURE, signature, program)
+        known = (program, jax.tree.structure(shapes))
+        if name is not None:
+            _remember(_BY_IDENTITY, name, known)
+    program, tree = known
+    return jax.tree.unflatten(tree, program(key))
