@@ -29,7 +29,6 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.extend
 
 _CAPACITY = 64
 # jaxpr text -> the compiled program
@@ -44,6 +43,12 @@ def _remember(cache: OrderedDict, name: Any, value: Any) -> Any:
     if len(cache) > _CAPACITY:
         cache.popitem(last=False)
     return value
+
+
+def _compile(closed: Any) -> Callable:
+    import jax.extend  # here: importing it at startup costs ~20 ms
+
+    return jax.jit(jax.extend.core.jaxpr_as_fun(closed))
 
 
 def run_compiled(build: Callable[[jax.Array], Any], key: jax.Array, identity: Any = None) -> Any:
@@ -70,7 +75,7 @@ def run_compiled(build: Callable[[jax.Array], Any], key: jax.Array, identity: An
         if closed.consts:
             return build(key)  # captured arrays: the text does not show their values
         signature = str(closed.jaxpr)
-        program = _BY_STRUCTURE.get(signature) or jax.jit(jax.extend.core.jaxpr_as_fun(closed))
+        program = _BY_STRUCTURE.get(signature) or _compile(closed)
         _remember(_BY_STRUCTURE, signature, program)
         known = (program, jax.tree.structure(shapes))
         if name is not None:
