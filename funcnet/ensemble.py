@@ -58,16 +58,8 @@ class FitManyResult(NamedTuple):
 
 
 @functools.lru_cache(maxsize=32)
-def _epoch_program(
-    net: Layer,
-    loss: Loss,
-    optimizer: optax.GradientTransformation,
-    metrics: tuple[tuple[str, Metric], ...],
-    n: int,
-    batch_size: int,
-    shuffle: bool,
-) -> Callable:
-    training = Training(net, loss, optimizer, metrics, "stop")
+def _epoch_program(training: Training, n: int, batch_size: int, shuffle: bool) -> Callable:
+    """The epoch of :func:`funcnet.engine.epoch_function`, vmapped over models and jitted."""
     one_model = epoch_function(training, n, batch_size, n % batch_size, shuffle)
     many = jax.vmap(one_model, in_axes=(0, None, None))
     return jax.jit(many, donate_argnums=(0,))
@@ -159,8 +151,9 @@ def fit_many(
     n = check_pair("fit_many", x, y)
     batch_size = check_batch_size(batch_size, n)
     ts = _init_many(net, optimizer, x, seed_list, hyperparams)
-    program = _epoch_program(net, loss_fn, optimizer, metric_fns, n, batch_size, shuffle)
-    names = ("loss", *(name for name, _ in metric_fns))
+    training = Training(net, loss_fn, optimizer, metric_fns, "stop")
+    program = _epoch_program(training, n, batch_size, shuffle)
+    names = training.log_names
     columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
     progress = Progress(verbose, epochs, None)
     for epoch in range(epochs):
