@@ -12,16 +12,19 @@ How an epoch runs, for in-memory arrays:
 * The last partial batch is kept, as in Keras: one smaller step at the end of
   the epoch. Its size is the same every epoch, so it compiles once and never
   causes a recompile.
-* ``loop="auto"`` picks how steps run: a ``lax.scan`` (fastest for dense
-  models), or, on XLA:CPU for models with convolutions, a Python loop of
-  jitted steps, because XLA:CPU compiles and runs convolutions inside a
-  ``scan`` far slower than the same steps called one by one (measured in
-  ``bench/README.md``).
-* A non-finite loss or gradient is caught inside the compiled loop: with
-  ``on_nonfinite="stop"`` (the default) the train state stays as it was
-  before that step and training stops with a message naming the epoch and
-  step; with ``"skip"``, that update is skipped and training goes on (as
-  ``optax.apply_if_finite`` does).
+* One batch holding every example is not shuffled (it would only reorder
+  the rows inside the batch).
+* ``loop="auto"`` picks how steps run: a ``lax.scan``, or, on XLA:CPU with
+  XLA's native convolution (``FUNCNET_CONV_IMPL=native``), a Python loop of
+  jitted steps, because XLA:CPU runs native convolution gradients inside a
+  ``scan`` far slower than the same steps called one by one; funcnet's
+  default CPU convolution (im2col) is faster in a scan (docs/layers-conv.md).
+* A non-finite loss or gradient is caught inside the compiled loop, the
+  update running under a ``lax.cond`` (in place, at no measurable cost):
+  with ``on_nonfinite="stop"`` (the default) the train state stays as it
+  was before that step and training stops with a message naming the epoch
+  and step; with ``"skip"``, that update is skipped and training goes on
+  (as ``optax.apply_if_finite`` does).
 
 Data that does not fit in memory is an iterable of ``(x, y)`` batches; it is
 moved to the device ahead of use by a background thread and each batch runs
