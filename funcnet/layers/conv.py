@@ -24,8 +24,8 @@ Decisions (see also docs/layers-conv.md):
   (Keras stores it the other way round).
 * Weights default to Glorot-uniform with fans counted over the receptive
   field, biases to zeros (Keras's defaults).
-* All convolutions go through :func:`_conv`, one small function, which hands
-  them to :mod:`funcnet.layers._cpu_kernels`: the native convolution, or on
+* All convolutions go through :func:`funcnet.layers._cpu_kernels.conv`,
+  which picks the kernel: the native convolution, or on
   the CPU im2col (shifted slices and one matrix product) where it was measured
   faster (``FUNCNET_CONV_IMPL`` forces either; see docs/layers-conv.md).
 """
@@ -56,26 +56,6 @@ Initializer = Callable[..., jax.Array]
 
 # Keras's default: fans count the receptive field (in_axis=-2, out_axis=-1).
 GLOROT_UNIFORM = jax.nn.initializers.glorot_uniform()
-
-
-def _conv(
-    x: jax.Array,
-    w: jax.Array,
-    strides: Sequence[int],
-    pads: Sequence[tuple[int, int]],
-    *,
-    lhs_dilation: Sequence[int] | None = None,
-    rhs_dilation: Sequence[int] | None = None,
-    groups: int = 1,
-) -> jax.Array:
-    """Cross-correlates channels-last ``x`` with an ``[*k, in/groups, out]`` kernel.
-
-    The native ``lax.conv_general_dilated``, or im2col where that is faster (on
-    the CPU): :mod:`funcnet.layers._cpu_kernels` chooses.
-    """
-    return _cpu_kernels.conv(
-        x, w, strides, pads, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation, groups=groups
-    )
 
 
 class _Geometry(NamedTuple):
@@ -231,7 +211,7 @@ def Conv(
             for axis, (size, k, d, s) in enumerate(zip(x.shape[1:-1], kernel, dil, stride))
         ]
         compute_dtype = dtype or x.dtype
-        y = _conv(
+        y = _cpu_kernels.conv(
             x.astype(compute_dtype),
             w.astype(compute_dtype),
             stride,
@@ -350,7 +330,7 @@ def ConvTranspose(
             pads.append((low, out - ((size - 1) * s + 1) - low + extent - 1))
         compute_dtype = dtype or x.dtype
         flipped = jnp.flip(w.astype(compute_dtype), axis=tuple(range(n)))
-        y = _conv(
+        y = _cpu_kernels.conv(
             x.astype(compute_dtype),
             flipped,
             (1,) * n,
