@@ -73,22 +73,13 @@ def part(name: str, steps: int) -> list[dict]:
     import jax
 
     rows = []
-    if name == "one":
+    if name in ("one", "four"):
+        devices, label = (1, "1 device") if name == "one" else (4, "4 CPU devices")
         for batch, width in ((256, 256), (1024, 1024)):
             net, opt, x, y = model_and_data(batch, width)
             plain = time_step(net, opt, x, y, steps)
-            sharded = time_step(net, opt, x, y, steps, mesh=jax.devices()[:1])
-            rows.append(
-                dict(part="1 device", batch=batch, width=width, plain=plain, sharded=sharded)
-            )
-    elif name == "four":
-        for batch, width in ((256, 256), (1024, 1024)):
-            net, opt, x, y = model_and_data(batch, width)
-            plain = time_step(net, opt, x, y, steps)
-            sharded = time_step(net, opt, x, y, steps, mesh=jax.devices()[:4])
-            rows.append(
-                dict(part="4 CPU devices", batch=batch, width=width, plain=plain, sharded=sharded)
-            )
+            sharded = time_step(net, opt, x, y, steps, mesh=jax.devices()[:devices])
+            rows.append(dict(part=label, batch=batch, width=width, plain=plain, sharded=sharded))
     elif name == "gpus":
         gpus = [d for d in jax.devices() if d.platform == "gpu"]
         per_device, width = 256, 1024
