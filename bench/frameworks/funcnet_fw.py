@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 from typing import Any
 
 import jax
@@ -155,32 +154,15 @@ class SequentialFits:
         )
 
 
-def _models_argument(fit_many: Any) -> str:
-    """The name fit_many uses for how many models (or which keys) to train."""
-    names = inspect.signature(fit_many).parameters
-    for name in ("keys", "n_models", "num_models", "models", "n", "seeds"):
-        if name in names:
-            return name
-    raise TypeError(f"fn.fit_many{inspect.signature(fit_many)}: no argument for the model count")
-
-
 class FitMany:
     """``fn.fit_many``: all models trained together (vmapped) in one call."""
 
     def __init__(self, task: Task, seed: int, n_models: int):
-        if not hasattr(fn, "fit_many"):
-            raise NotImplementedError("fn.fit_many does not exist yet")
         self.task, self.seed, self.n_models = task, seed, n_models
         self.net, self.loss, self.optimizer = build(task), loss(task), optimizer(task)
-        self.argument = _models_argument(fn.fit_many)
         self.result: Any = None
 
     def fit(self, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int) -> None:
-        models: Any = self.n_models
-        if self.argument == "keys":
-            models = jax.random.split(jax.random.key(self.seed), self.n_models)
-        elif self.argument == "seeds":
-            models = list(range(self.seed, self.seed + self.n_models))
         self.result = fn.fit_many(
             self.net,
             x,
@@ -190,7 +172,7 @@ class FitMany:
             epochs=epochs,
             batch_size=batch_size,
             verbose=0,
-            **{self.argument: models},
+            seeds=list(range(self.seed, self.seed + self.n_models)),  # as SequentialFits
         )
         jax.block_until_ready(self.result.params)
 
