@@ -59,7 +59,7 @@ from funcnet.checkpoint_format import (
     write_atomic,
 )
 from funcnet.core import InputShape, Layer, record_layers
-from funcnet.sharding import _put_global
+from funcnet.sharding import _put
 
 __all__ = [
     "CheckpointError",
@@ -224,12 +224,7 @@ def _value(entry: dict[str, Any], array: np.ndarray, like_leaf: Any = None) -> A
     sharding = getattr(like_leaf, "sharding", None)
     deleted = isinstance(like_leaf, jax.Array) and like_leaf.is_deleted()
     if sharding is not None and not deleted and len(sharding.device_set) > 1:
-        # Across processes, each builds only the pieces on its own devices.
-        value = (
-            _put_global(value, sharding)
-            if jax.process_count() > 1
-            else jax.device_put(value, sharding)
-        )
+        value = _put(value, sharding)  # across processes, each builds only its own pieces
     return value
 
 
