@@ -297,7 +297,7 @@ class Engine:
 
     def __init__(self, training: Training):
         self.training = training
-        self.net, self.loss, self.optimizer, self.metrics, self.on_nonfinite, self.layout = training
+        self.net, self.layout = training.net, training.layout
         self.program = _steps_program(training)
         self.log_names = training.log_names
 
@@ -305,7 +305,7 @@ class Engine:
         self.input_spec = example_spec(x)
         if train_state is None:
             train_state = init_train_state(
-                self.net, self.optimizer, self.input_spec, key=as_key(key)
+                self.net, self.training.optimizer, self.input_spec, key=as_key(key)
             )
         if self.layout is not None:
             train_state = self.layout.place_state(train_state)
@@ -343,7 +343,7 @@ class ArrayEngine(Engine):
         else:
             self.x, self.y = jax.device_put((x, y))
         self._start(key, train_state, x)
-        check_targets(self.loss, self.net, self.ts, x, y)
+        check_targets(self.training.loss, self.net, self.ts, x, y)
         self.loop = resolve_loop(loop, self.net, self.ts, x)
         self.full, self.rest = divmod(self.n, self.batch_size)
         self.shuffle = shuffles(shuffle, self.n, self.batch_size)
