@@ -450,7 +450,7 @@ def _layer_step(layer: Any, state: Any) -> tuple[Any, Any]:
 def main_ops(reps: int) -> str:
     import jax
 
-    from funcnet.layers import _cpu_kernels
+    from funcnet._src.layers import _cpu_kernels
 
     lines = [
         f"{_uptime()}",

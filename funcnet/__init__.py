@@ -3,103 +3,213 @@
 A layer is a pair of pure functions, ``init(key, input_shape)`` and
 ``apply(params, state, x, *, key=None, train=False)``; models are layers
 composed by combinators; losses are plain functions; optax supplies the
-optimizers. See ``funcnet.core`` for the contract.
+optimizers.
+
+Everything public is importable from here (``import funcnet as fn``). Public
+sub-namespaces: :mod:`funcnet.losses`, :mod:`funcnet.callbacks`,
+:mod:`funcnet.distributed`, :mod:`funcnet.datasets`, :mod:`funcnet.playground`
+and :mod:`funcnet.plot` (needs matplotlib). The implementation lives in
+``funcnet._src`` and is not part of the API.
 """
 
+from funcnet import callbacks as callbacks
+from funcnet import datasets as datasets
 from funcnet import distributed as distributed
-from funcnet.blocks import repeat as repeat
-from funcnet.blocks import residual as residual
-from funcnet.cache import enable_compilation_cache as enable_compilation_cache
-from funcnet.callbacks import Callback as Callback
-from funcnet.callbacks import EarlyStopping as EarlyStopping
-from funcnet.callbacks import ModelCheckpoint as ModelCheckpoint
-from funcnet.callbacks import ReduceLROnPlateau as ReduceLROnPlateau
-from funcnet.callbacks import TerminateOnNaN as TerminateOnNaN
-from funcnet.checkpoint import CheckpointError as CheckpointError
-from funcnet.checkpoint import CheckpointInfo as CheckpointInfo
-from funcnet.checkpoint import CheckpointMismatchError as CheckpointMismatchError
-from funcnet.checkpoint import checkpoint_info as checkpoint_info
-from funcnet.checkpoint import load as load
-from funcnet.checkpoint import save as save
-from funcnet.checkpoint_manager import CheckpointManager as CheckpointManager
-from funcnet.combinators import branches as branches
-from funcnet.combinators import fan_in_concat as fan_in_concat
-from funcnet.combinators import fan_in_sum as fan_in_sum
-from funcnet.combinators import fanout as fanout
-from funcnet.combinators import parallel as parallel
-from funcnet.combinators import serial as serial
-from funcnet.core import Lambda as Lambda
-from funcnet.core import Layer as Layer
-from funcnet.core import LayerError as LayerError
-from funcnet.core import LayerTypeError as LayerTypeError
-from funcnet.core import LayerValueError as LayerValueError
-from funcnet.core import custom_layer as custom_layer
-from funcnet.core import from_stax as from_stax
-from funcnet.custom_grad import GradCheckError as GradCheckError
-from funcnet.custom_grad import GradCheckReport as GradCheckReport
-from funcnet.custom_grad import check_layer_grads as check_layer_grads
-from funcnet.custom_grad import custom_vjp_layer as custom_vjp_layer
-from funcnet.ensemble import FitManyResult as FitManyResult
-from funcnet.ensemble import fit_many as fit_many
-from funcnet.export import ExportError as ExportError
-from funcnet.export import export as export
-from funcnet.export import load_exported as load_exported
-from funcnet.fit import FitResult as FitResult
-from funcnet.fit import fit as fit
-from funcnet.inference import evaluate as evaluate
-from funcnet.inference import predict as predict
-from funcnet.layers import ACTIVATIONS as ACTIVATIONS
-from funcnet.layers import GRU as GRU
-from funcnet.layers import LSTM as LSTM
-from funcnet.layers import Activation as Activation
-from funcnet.layers import AvgPool as AvgPool
-from funcnet.layers import BatchNorm as BatchNorm
-from funcnet.layers import Bidirectional as Bidirectional
-from funcnet.layers import Conv as Conv
-from funcnet.layers import ConvTranspose as ConvTranspose
-from funcnet.layers import Dense as Dense
-from funcnet.layers import Dropout as Dropout
-from funcnet.layers import Elu as Elu
-from funcnet.layers import Embedding as Embedding
-from funcnet.layers import Flatten as Flatten
-from funcnet.layers import Gelu as Gelu
-from funcnet.layers import GlobalAvgPool as GlobalAvgPool
-from funcnet.layers import GlobalMaxPool as GlobalMaxPool
-from funcnet.layers import GroupNorm as GroupNorm
-from funcnet.layers import Identity as Identity
-from funcnet.layers import LayerNorm as LayerNorm
-from funcnet.layers import LeakyRelu as LeakyRelu
-from funcnet.layers import LogSoftmax as LogSoftmax
-from funcnet.layers import MaxPool as MaxPool
-from funcnet.layers import MultiHeadAttention as MultiHeadAttention
-from funcnet.layers import Relu as Relu
-from funcnet.layers import Reshape as Reshape
-from funcnet.layers import RMSNorm as RMSNorm
-from funcnet.layers import Sigmoid as Sigmoid
-from funcnet.layers import Silu as Silu
-from funcnet.layers import SimpleRNN as SimpleRNN
-from funcnet.layers import Softmax as Softmax
-from funcnet.layers import Softplus as Softplus
-from funcnet.layers import Tanh as Tanh
-from funcnet.losses import LOSSES as LOSSES
-from funcnet.losses import binary_crossentropy as binary_crossentropy
-from funcnet.losses import categorical_crossentropy as categorical_crossentropy
-from funcnet.losses import huber as huber
-from funcnet.losses import mae as mae
-from funcnet.losses import mse as mse
-from funcnet.losses import multi_loss as multi_loss
-from funcnet.losses import sparse_categorical_crossentropy as sparse_categorical_crossentropy
-from funcnet.metrics import accuracy as accuracy
-from funcnet.metrics import binary_accuracy as binary_accuracy
-from funcnet.sharded_io import gather_for_save as gather_for_save
-from funcnet.sharded_io import place_like as place_like
-from funcnet.sharding import fsdp as fsdp
-from funcnet.sharding import make_mesh as make_mesh
-from funcnet.sharding import place_train_state as place_train_state
-from funcnet.sharding import shard_batch as shard_batch
-from funcnet.summary import summary as summary
-from funcnet.train import TrainState as TrainState
-from funcnet.train import init_train_state as init_train_state
-from funcnet.train import make_train_step as make_train_step
+from funcnet import losses as losses
+from funcnet._src.combinators import branches as branches
+from funcnet._src.combinators import fan_in_concat as fan_in_concat
+from funcnet._src.combinators import fan_in_sum as fan_in_sum
+from funcnet._src.combinators import fanout as fanout
+from funcnet._src.combinators import parallel as parallel
+from funcnet._src.combinators import repeat as repeat
+from funcnet._src.combinators import residual as residual
+from funcnet._src.combinators import serial as serial
+from funcnet._src.compilation_cache import enable_compilation_cache as enable_compilation_cache
+from funcnet._src.core import Lambda as Lambda
+from funcnet._src.core import Layer as Layer
+from funcnet._src.core import LayerError as LayerError
+from funcnet._src.core import LayerTypeError as LayerTypeError
+from funcnet._src.core import LayerValueError as LayerValueError
+from funcnet._src.core import custom_layer as custom_layer
+from funcnet._src.core import from_stax as from_stax
+from funcnet._src.custom_grad import GradCheckError as GradCheckError
+from funcnet._src.custom_grad import GradCheckReport as GradCheckReport
+from funcnet._src.custom_grad import check_layer_grads as check_layer_grads
+from funcnet._src.custom_grad import custom_vjp_layer as custom_vjp_layer
+from funcnet._src.files.checkpoint import CheckpointError as CheckpointError
+from funcnet._src.files.checkpoint import CheckpointInfo as CheckpointInfo
+from funcnet._src.files.checkpoint import CheckpointMismatchError as CheckpointMismatchError
+from funcnet._src.files.checkpoint import checkpoint_info as checkpoint_info
+from funcnet._src.files.checkpoint import load as load
+from funcnet._src.files.checkpoint import save as save
+from funcnet._src.files.export import ExportError as ExportError
+from funcnet._src.files.export import export as export
+from funcnet._src.files.export import load_exported as load_exported
+from funcnet._src.files.manager import CheckpointManager as CheckpointManager
+from funcnet._src.layers import ACTIVATIONS as ACTIVATIONS
+from funcnet._src.layers import GRU as GRU
+from funcnet._src.layers import LSTM as LSTM
+from funcnet._src.layers import Activation as Activation
+from funcnet._src.layers import AvgPool as AvgPool
+from funcnet._src.layers import BatchNorm as BatchNorm
+from funcnet._src.layers import Bidirectional as Bidirectional
+from funcnet._src.layers import Conv as Conv
+from funcnet._src.layers import ConvTranspose as ConvTranspose
+from funcnet._src.layers import Dense as Dense
+from funcnet._src.layers import Dropout as Dropout
+from funcnet._src.layers import Elu as Elu
+from funcnet._src.layers import Embedding as Embedding
+from funcnet._src.layers import Flatten as Flatten
+from funcnet._src.layers import Gelu as Gelu
+from funcnet._src.layers import GlobalAvgPool as GlobalAvgPool
+from funcnet._src.layers import GlobalMaxPool as GlobalMaxPool
+from funcnet._src.layers import GroupNorm as GroupNorm
+from funcnet._src.layers import Identity as Identity
+from funcnet._src.layers import LayerNorm as LayerNorm
+from funcnet._src.layers import LeakyRelu as LeakyRelu
+from funcnet._src.layers import LogSoftmax as LogSoftmax
+from funcnet._src.layers import MaxPool as MaxPool
+from funcnet._src.layers import MultiHeadAttention as MultiHeadAttention
+from funcnet._src.layers import Relu as Relu
+from funcnet._src.layers import Reshape as Reshape
+from funcnet._src.layers import RMSNorm as RMSNorm
+from funcnet._src.layers import Sigmoid as Sigmoid
+from funcnet._src.layers import Silu as Silu
+from funcnet._src.layers import SimpleRNN as SimpleRNN
+from funcnet._src.layers import Softmax as Softmax
+from funcnet._src.layers import Softplus as Softplus
+from funcnet._src.layers import Tanh as Tanh
+from funcnet._src.losses import LOSSES as LOSSES
+from funcnet._src.losses import binary_crossentropy as binary_crossentropy
+from funcnet._src.losses import categorical_crossentropy as categorical_crossentropy
+from funcnet._src.losses import huber as huber
+from funcnet._src.losses import mae as mae
+from funcnet._src.losses import mse as mse
+from funcnet._src.losses import multi_loss as multi_loss
+from funcnet._src.losses import sparse_categorical_crossentropy as sparse_categorical_crossentropy
+from funcnet._src.metrics import accuracy as accuracy
+from funcnet._src.metrics import binary_accuracy as binary_accuracy
+from funcnet._src.parallel.sharded_io import gather_for_save as gather_for_save
+from funcnet._src.parallel.sharded_io import place_like as place_like
+from funcnet._src.parallel.sharding import fsdp as fsdp
+from funcnet._src.parallel.sharding import make_mesh as make_mesh
+from funcnet._src.parallel.sharding import place_train_state as place_train_state
+from funcnet._src.parallel.sharding import shard_batch as shard_batch
+from funcnet._src.summary import summary as summary
+from funcnet._src.training.callbacks import Callback as Callback
+from funcnet._src.training.callbacks import EarlyStopping as EarlyStopping
+from funcnet._src.training.callbacks import ModelCheckpoint as ModelCheckpoint
+from funcnet._src.training.callbacks import ReduceLROnPlateau as ReduceLROnPlateau
+from funcnet._src.training.callbacks import TerminateOnNaN as TerminateOnNaN
+from funcnet._src.training.ensemble import FitManyResult as FitManyResult
+from funcnet._src.training.ensemble import fit_many as fit_many
+from funcnet._src.training.fit import FitResult as FitResult
+from funcnet._src.training.fit import fit as fit
+from funcnet._src.training.inference import evaluate as evaluate
+from funcnet._src.training.inference import predict as predict
+from funcnet._src.training.step import TrainState as TrainState
+from funcnet._src.training.step import init_train_state as init_train_state
+from funcnet._src.training.step import make_train_step as make_train_step
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS",
+    "GRU",
+    "LOSSES",
+    "LSTM",
+    "Activation",
+    "AvgPool",
+    "BatchNorm",
+    "Bidirectional",
+    "Callback",
+    "CheckpointError",
+    "CheckpointInfo",
+    "CheckpointManager",
+    "CheckpointMismatchError",
+    "Conv",
+    "ConvTranspose",
+    "Dense",
+    "Dropout",
+    "EarlyStopping",
+    "Elu",
+    "Embedding",
+    "ExportError",
+    "FitManyResult",
+    "FitResult",
+    "Flatten",
+    "Gelu",
+    "GlobalAvgPool",
+    "GlobalMaxPool",
+    "GradCheckError",
+    "GradCheckReport",
+    "GroupNorm",
+    "Identity",
+    "Lambda",
+    "Layer",
+    "LayerError",
+    "LayerNorm",
+    "LayerTypeError",
+    "LayerValueError",
+    "LeakyRelu",
+    "LogSoftmax",
+    "MaxPool",
+    "ModelCheckpoint",
+    "MultiHeadAttention",
+    "RMSNorm",
+    "ReduceLROnPlateau",
+    "Relu",
+    "Reshape",
+    "Sigmoid",
+    "Silu",
+    "SimpleRNN",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+    "TerminateOnNaN",
+    "TrainState",
+    "accuracy",
+    "binary_accuracy",
+    "binary_crossentropy",
+    "branches",
+    "callbacks",
+    "categorical_crossentropy",
+    "check_layer_grads",
+    "checkpoint_info",
+    "custom_layer",
+    "custom_vjp_layer",
+    "datasets",
+    "distributed",
+    "enable_compilation_cache",
+    "evaluate",
+    "export",
+    "fan_in_concat",
+    "fan_in_sum",
+    "fanout",
+    "fit",
+    "fit_many",
+    "from_stax",
+    "fsdp",
+    "gather_for_save",
+    "huber",
+    "init_train_state",
+    "load",
+    "load_exported",
+    "losses",
+    "mae",
+    "make_mesh",
+    "make_train_step",
+    "mse",
+    "multi_loss",
+    "parallel",
+    "place_like",
+    "place_train_state",
+    "predict",
+    "repeat",
+    "residual",
+    "save",
+    "serial",
+    "shard_batch",
+    "sparse_categorical_crossentropy",
+    "summary",
+]

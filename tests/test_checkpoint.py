@@ -14,7 +14,7 @@ import optax
 import pytest
 
 import funcnet as fn
-from funcnet.checkpoint import describe_model
+from funcnet._src.files.checkpoint import describe_model
 
 NET = fn.serial(fn.Dense(4), fn.BatchNorm(), fn.Dropout(0.5), fn.Dense(1))
 SHAPE = (None, 3)

@@ -9,6 +9,7 @@ import optax
 import pytest
 
 import funcnet as fn
+from funcnet._src.files.checkpoint import describe_model
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(30, 3)).astype(np.float32)
@@ -162,9 +163,7 @@ def test_fit_saves_every_epoch_with_the_history_so_far(tmp_path):
     assert info.history == result.history and len(info.history["val_loss"]) == 4
     assert info.metadata["epoch"] == 4 and info.metadata["step"] == 4
     assert info.metadata["metrics"]["loss"] == result.history["loss"][-1]
-    assert info.model == fn.checkpoint.describe_model(
-        NET, jax.ShapeDtypeStruct((None, 3), jnp.float32)
-    )
+    assert info.model == describe_model(NET, jax.ShapeDtypeStruct((None, 3), jnp.float32))
     assert_bitwise(fn.load(manager.latest(), like=result.train_state), result.train_state)
     two = fn.checkpoint_info(manager.path(2))
     assert two.history == {name: values[:2] for name, values in result.history.items()}

@@ -11,7 +11,7 @@ import pytest
 from jax import lax
 
 import funcnet as fn
-from funcnet.layers import _cpu_kernels as kernels
+from funcnet._src.layers import _cpu_kernels as kernels
 
 
 def rand(shape, seed=0):

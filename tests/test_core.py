@@ -7,7 +7,7 @@ import pytest
 from jax.example_libraries import stax
 
 import funcnet as fn
-from funcnet.core import infer_output_shape
+from funcnet._src.core import infer_output_shape
 
 
 def test_plain_function_becomes_a_parameterless_layer(key):

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import funcnet as fn
-from funcnet.engine import resolve_loop
+from funcnet._src.training.engine import resolve_loop
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(50, 3)).astype(np.float32)
@@ -47,7 +47,7 @@ def test_the_partial_batch_compiles_once_across_epochs_and_calls():
 
 
 def test_auto_loop_uses_python_steps_only_for_native_convolutions_on_cpu():
-    from funcnet.layers._cpu_kernels import use_conv_impl
+    from funcnet._src.layers._cpu_kernels import use_conv_impl
 
     conv = fn.serial(fn.Conv(2, (3, 3)), fn.Flatten(), fn.Dense(1))
     ts = fn.init_train_state(conv, OPT, (None, 5, 5, 1), key=0)

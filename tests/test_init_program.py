@@ -6,7 +6,7 @@ import numpy as np
 import optax
 
 import funcnet as fn
-from funcnet import init_program
+from funcnet._src.training import init_program
 
 OPT = optax.adam(0.01)
 

@@ -18,7 +18,7 @@ import pytest
 from jax.sharding import AbstractMesh, Mesh, PartitionSpec
 
 import funcnet as fn
-from funcnet.sharding import layout
+from funcnet._src.parallel.sharding import layout
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 X = np.random.default_rng(0).normal(size=(12, 3)).astype(np.float32)

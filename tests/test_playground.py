@@ -23,8 +23,8 @@ from funcnet.playground import (
     playground_optimizer,
     playground_regularization,
     run_playground,
+    seed_from_string,
 )
-from funcnet.playground_url import seed_from_string
 
 # A link as the Playground writes it (keys in its order, a string seed).
 LINK = (
@@ -481,7 +481,8 @@ def test_cli_without_matplotlib_says_how_to_install_it(monkeypatch, capsys, tmp_
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    monkeypatch.delitem(sys.modules, "funcnet.plot", raising=False)
+    for module in ("funcnet.plot", "funcnet._src.playground.plot"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
     monkeypatch.delattr(fn, "plot", raising=False)
     out = tmp_path / "p.png"
     assert main(["playground", "--epochs", "2", "--out", str(out)]) == 0

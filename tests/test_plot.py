@@ -149,7 +149,8 @@ def test_frames_need_snapshots(tmp_path):
 def test_missing_matplotlib_says_how_to_install_it(monkeypatch):
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.delitem(sys.modules, "funcnet.plot")
+    for module in ("funcnet.plot", "funcnet._src.playground.plot"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
     with pytest.raises(
         ImportError,
         match=r'funcnet\.plot needs matplotlib, an optional extra: pip install "funcnet\[plot\]"',

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import funcnet as fn
-from funcnet.core import is_shape
+from funcnet._src.core import is_shape
 
 SETTINGS = settings(
     max_examples=25,

@@ -1,0 +1,404 @@
+"""``CheckpointManager``: a directory of numbered checkpoints, and resuming ``fit``.
+
+Decisions:
+
+* **The directory is the index.** Checkpoints are files
+  ``<prefix>-<step:08d>.safetensors``; the manager lists the directory and
+  reads headers rather than keeping an index file, so there is no second file
+  to keep consistent, and whatever a crash leaves behind is self-describing.
+* **Keep the last ``max_to_keep`` and the best.** With ``best="val_loss"``
+  (and ``mode``), the checkpoint with the best value of that metric is kept
+  too, however old. Old files are deleted only after the new one is safely
+  on disk, so a crash never leaves fewer checkpoints than asked for.
+* **Restoring survives damage.** ``restore()`` loads the newest checkpoint;
+  if that file is unreadable (a disk error after it was written), it warns
+  and falls back to the next newest. A checkpoint that does not match the
+  model is the caller's error and is raised, not skipped.
+* **One writer per directory.** Temporary files left by a writer that was
+  killed mid-save (``.<prefix>-*.tmp``) are removed when a manager opens the
+  directory.
+* **fit's checkpoints are numbered by completed epochs** and record the
+  epoch, the train state, the history so far and the epoch's logs, which is
+  everything ``fit(..., resume=...)`` needs to continue the run exactly.
+  Callbacks' own state (EarlyStopping's patience counter) is not saved.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from funcnet._src.core import InputShape, Layer
+from funcnet._src.files.checkpoint import (
+    CheckpointInfo,
+    checkpoint_info,
+    describe_model,
+    load,
+    save,
+)
+from funcnet._src.files.format import CheckpointError, CheckpointMismatchError
+from funcnet._src.parallel.sharded_io import gather_for_save
+from funcnet._src.training.callbacks import Callback, ModelCheckpoint, resolve_mode
+from funcnet._src.training.step import History, TrainState
+
+_SUFFIX = ".safetensors"
+
+
+class CheckpointManager:
+    """Saves numbered checkpoints in a directory, keeping the last few and the best.
+
+    Args:
+        directory: where the checkpoints live (created if needed).
+        max_to_keep: how many of the newest checkpoints to keep; None keeps all.
+        best: a metric name ("val_loss", "accuracy"): the checkpoint with its
+            best value is kept as well, and :meth:`best` finds it.
+        mode: "min", "max" or "auto" (max for accuracy-like names), for ``best``.
+        prefix: the file name prefix.
+
+    Example:
+        >>> import tempfile, jax.numpy as jnp, funcnet as fn
+        >>> manager = fn.CheckpointManager(tempfile.mkdtemp(), max_to_keep=2, best="loss")
+        >>> for step, loss in enumerate([0.5, 0.1, 0.3, 0.4]):
+        ...     _ = manager.save(step, {"w": jnp.full(2, step)}, metrics={"loss": loss})
+        >>> manager.steps(), manager.best().name
+        ([1, 2, 3], 'ckpt-00000001.safetensors')
+        >>> params, info = manager.restore(like={"w": jnp.zeros(2, jnp.int32)})
+        >>> params["w"].tolist(), info.metadata["step"]
+        ([3, 3], 3)
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        max_to_keep: int | None = 3,
+        best: str | None = None,
+        mode: str = "auto",
+        prefix: str = "ckpt",
+    ):
+        if max_to_keep is not None and (
+            not isinstance(max_to_keep, int) or isinstance(max_to_keep, bool) or max_to_keep < 1
+        ):
+            raise ValueError(
+                f"CheckpointManager: max_to_keep must be a positive integer or None, got {max_to_keep!r}."
+            )
+        if not re.fullmatch(r"[A-Za-z0-9_.]+", prefix):
+            raise ValueError(
+                f"CheckpointManager: prefix must be letters, digits, '_' or '.', got {prefix!r}."
+            )
+        if mode not in ("min", "max", "auto"):
+            raise ValueError(
+                f"CheckpointManager: mode must be 'min', 'max' or 'auto', got {mode!r}."
+            )
+        self.directory = Path(directory)
+        self.max_to_keep = max_to_keep
+        self.best_metric = best
+        self.mode = resolve_mode("CheckpointManager", mode, best or "")
+        self.prefix = prefix
+        self._pattern = re.compile(rf"{re.escape(prefix)}-(\d+){re.escape(_SUFFIX)}")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if jax.process_index() == 0:  # the writer; another process's cleanup could hit its file
+            for leftover in self.directory.glob(f".{prefix}-*{_SUFFIX}.*.tmp"):
+                leftover.unlink(missing_ok=True)
+
+    def __repr__(self) -> str:
+        return f"CheckpointManager({str(self.directory)!r}, steps={self.steps()})"
+
+    def path(self, step: int) -> Path:
+        """The file of checkpoint ``step``."""
+        return self.directory / f"{self.prefix}-{step:08d}{_SUFFIX}"
+
+    def steps(self) -> list[int]:
+        """The steps of the checkpoints on disk, oldest first."""
+        found = (self._pattern.fullmatch(p.name) for p in self.directory.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def latest(self) -> Path | None:
+        """The newest checkpoint's file, or None."""
+        steps = self.steps()
+        return self.path(steps[-1]) if steps else None
+
+    def _metric(self, step: int) -> float | None:
+        try:
+            value = (
+                checkpoint_info(self.path(step)).metadata.get("metrics", {}).get(self.best_metric)
+            )
+        except (CheckpointError, FileNotFoundError):
+            return None
+        return None if value is None or math.isnan(value) else float(value)
+
+    def best(self) -> Path | None:
+        """The file with the best value of the ``best`` metric (the oldest among ties), or None."""
+        if self.best_metric is None:
+            raise ValueError(
+                'CheckpointManager: best() needs a metric; create the manager with best="val_loss" '
+                "(or another logged name)."
+            )
+        scored = [
+            (value, step) for step in self.steps() if (value := self._metric(step)) is not None
+        ]
+        if not scored:
+            return None
+        sign = 1 if self.mode == "min" else -1
+        _, step = min(scored, key=lambda pair: (sign * pair[0], pair[1]))
+        return self.path(step)
+
+    def save(
+        self,
+        step: int,
+        tree: Any,
+        *,
+        history: History | None = None,
+        metrics: dict[str, float] | None = None,
+        net: Layer | None = None,
+        input_shape: InputShape | None = None,
+        metadata: dict[str, Any] | None = None,
+        model: dict[str, Any] | None = None,
+    ) -> Path:
+        """Writes checkpoint ``step`` (see :func:`funcnet.save`), then drops old ones.
+
+        With several processes (:mod:`funcnet.distributed`), call it on every
+        process with the same arguments: arrays sharded across processes are
+        gathered (:func:`~funcnet.gather_for_save`, a collective), process 0
+        writes and prunes, and every process waits until the file is on disk,
+        so any of them may read it next. The directory must be one that every
+        process sees (a shared filesystem) for ``restore`` to work on all of them.
+
+        Args:
+            step: a non-negative integer naming the checkpoint; newer is larger.
+            tree: the pytree to save (a TrainState, params, ...).
+            history: the training history so far.
+            metrics: this checkpoint's logs (``{"val_loss": 0.3, ...}``); must
+                hold the ``best`` metric if the manager has one.
+            net: the model, described in the file (with ``input_shape``).
+            input_shape: the model's input shape.
+            metadata: more JSON values; ``step`` and ``metrics`` are added to it.
+            model: a :func:`~funcnet.checkpoint.describe_model` result, instead
+                of ``net`` and ``input_shape``.
+
+        Returns:
+            The path written.
+        """
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise ValueError(f"CheckpointManager.save: step must be an integer >= 0, got {step!r}.")
+        metrics = {k: float(v) for k, v in (metrics or {}).items()}
+        if self.best_metric is not None and self.best_metric not in metrics:
+            raise ValueError(
+                f"CheckpointManager.save: best={self.best_metric!r} is not in metrics; available: "
+                f"{', '.join(sorted(metrics)) or 'none'}. Monitoring a 'val_' value in fit needs "
+                "validation_data or validation_split."
+            )
+        meta = {**(metadata or {}), "step": step, "metrics": metrics}
+        path = self.path(step)
+        if jax.process_count() > 1:
+            tree = gather_for_save(tree)  # every process takes part, in the same order
+        if jax.process_index() == 0:
+            save(
+                path,
+                tree,
+                history=history,
+                net=net,
+                input_shape=input_shape,
+                metadata=meta,
+                model=model,
+            )
+            self._prune()
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"funcnet checkpoint {step}")
+        return path
+
+    def _prune(self) -> None:
+        steps = self.steps()
+        if self.max_to_keep is None:
+            return
+        keep = set(steps[-self.max_to_keep :])
+        if self.best_metric is not None and (best := self.best()) is not None:
+            keep.add(int(self._pattern.fullmatch(best.name).group(1)))  # type: ignore[union-attr]
+        for step in steps:
+            if step not in keep:
+                self.path(step).unlink(missing_ok=True)
+
+    def restore(
+        self,
+        like: Any,
+        *,
+        step: int | str | None = None,
+        net: Layer | None = None,
+        input_shape: InputShape | None = None,
+    ) -> tuple[Any, CheckpointInfo]:
+        """Loads a checkpoint into ``like``'s structure (see :func:`funcnet.load`).
+
+        Args:
+            like: a pytree of the expected structure.
+            step: a step number, "best", or None for the newest readable checkpoint
+                (an unreadable newest file is skipped with a warning).
+            net: if given (with ``input_shape``), the saved model must be this one.
+            input_shape: the model's input shape.
+
+        Returns:
+            ``(tree, info)``: the restored pytree and the checkpoint's
+            :class:`~funcnet.CheckpointInfo` (history, metadata with ``step``
+            and ``metrics``).
+        """
+        if step == "best":
+            best = self.best()
+            if best is None:
+                raise FileNotFoundError(f"CheckpointManager: no checkpoint in {self.directory}.")
+            candidates = [best]
+        elif step is not None:
+            candidates = [self.path(int(step))]
+        else:
+            candidates = [self.path(s) for s in reversed(self.steps())]
+        if not candidates:
+            raise FileNotFoundError(f"CheckpointManager: no checkpoint in {self.directory}.")
+        for i, path in enumerate(candidates):
+            try:
+                tree = load(path, like, net=net, input_shape=input_shape)
+                return tree, checkpoint_info(path)
+            except CheckpointMismatchError:
+                raise
+            except CheckpointError as error:
+                if step is not None or i == len(candidates) - 1:
+                    raise
+                warnings.warn(f"{error} Restoring the checkpoint before it.", stacklevel=2)
+        raise AssertionError("unreachable")
+
+    def callback(
+        self, *, every: int = 1, net: Layer | None = None, input_shape: InputShape | None = None
+    ) -> ModelCheckpoint:
+        """A ``fit`` callback that saves the train state here every ``every`` epochs.
+
+        Checkpoint ``e`` holds the state after ``e`` completed epochs, with the
+        history and that epoch's logs, so ``fit(..., resume=manager)``
+        continues from it. Put it after callbacks that add logs.
+        """
+        return FitCheckpoint(self, every=every, net=net, input_shape=input_shape)
+
+
+class FitCheckpoint(ModelCheckpoint):
+    """The :class:`~funcnet.ModelCheckpoint` that :meth:`CheckpointManager.callback` returns."""
+
+    def __init__(
+        self,
+        manager: CheckpointManager,
+        *,
+        every: int = 1,
+        net: Layer | None = None,
+        input_shape: InputShape | None = None,
+    ):
+        super().__init__(self._save, every=every)
+        if net is not None and input_shape is None:
+            raise ValueError("CheckpointManager.callback: net needs input_shape too.")
+        self.manager = manager
+        # Described once, not at every save: it traces the model's init.
+        self.model = describe_model(net, input_shape) if net is not None else None
+
+    def _save(self, epoch: int, train_state: TrainState, logs: dict[str, float]) -> None:
+        # fit appends the epoch's logs to the history after the callbacks run.
+        history = {name: list(values) for name, values in self.run.history.items()}
+        for name, value in logs.items():
+            history.setdefault(name, []).append(value)
+        self.manager.save(
+            epoch + 1,
+            train_state,
+            history=history,
+            metrics=logs,
+            metadata={"epoch": epoch + 1},
+            model=self.model,
+        )
+
+
+def as_manager(where: Any, what: str = "checkpoint") -> CheckpointManager:
+    """A manager from a :class:`CheckpointManager` or a directory path."""
+    if isinstance(where, CheckpointManager):
+        return where
+    if isinstance(where, (str, os.PathLike)):
+        return CheckpointManager(where)
+    raise TypeError(
+        f"fit: {what} must be a CheckpointManager or a directory path, got {type(where).__name__}."
+    )
+
+
+def checkpoint_callback(checkpoint: Any, net: Layer, input_shape: InputShape) -> Callback | None:
+    """fit's ``checkpoint=`` option as a callback (None when not asked for)."""
+    if checkpoint is None:
+        return None
+    return as_manager(checkpoint).callback(net=net, input_shape=input_shape)
+
+
+def resume_fit(
+    resume: Any,
+    checkpoint: Any,
+    train_state: TrainState,
+    net: Layer,
+    input_shape: InputShape,
+    train_state_given: bool = False,
+) -> tuple[TrainState, int, History | None]:
+    """fit's ``resume=`` option: ``(train state, epochs already done, history so far)``.
+
+    ``resume=True`` reads ``checkpoint``'s newest file; a manager or a
+    directory its newest file; a file path that file. No checkpoint yet (an
+    empty or new directory) starts afresh, so the same script starts and
+    restarts a run.
+    """
+    if resume is False or resume is None:
+        return train_state, 0, None
+    if train_state_given:
+        raise ValueError(
+            "fit: give train_state (continue from it) or resume (continue from a checkpoint), "
+            "not both."
+        )
+    if resume is True:
+        if checkpoint is None:
+            raise ValueError(
+                "fit: resume=True resumes from the checkpoint directory; pass checkpoint=<dir> "
+                "too, or resume=<dir, file or CheckpointManager>."
+            )
+        resume = checkpoint
+    if isinstance(resume, (str, os.PathLike)) and (
+        Path(resume).is_file() or str(resume).endswith(_SUFFIX)
+    ):
+        tree = load(resume, train_state, net=net, input_shape=input_shape)
+        info = checkpoint_info(resume)
+    else:
+        manager = as_manager(resume, "resume")
+        if not manager.steps():
+            _check_processes_agree(0, resume)
+            return train_state, 0, None
+        tree, info = manager.restore(train_state, net=net, input_shape=input_shape)
+    history = {name: list(values) for name, values in info.history.items()}
+    epoch = int(info.metadata.get("epoch", len(next(iter(history.values()), []))))
+    _check_processes_agree(epoch, resume)
+    return tree, epoch, history
+
+
+def _check_processes_agree(epoch: int, resume: Any) -> None:
+    """With several processes, all must resume from the same epoch, or all raise.
+
+    Process 0 writes the checkpoints; a process that cannot see them (a
+    directory on its own disk) would start afresh and wait forever in the
+    first collective. One tiny all-gather turns that into the same error on
+    every process.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    epochs = [int(e) for e in multihost_utils.process_allgather(np.int32(epoch))]
+    if len(set(epochs)) > 1:
+        found = ", ".join(f"process {i} at epoch {e}" for i, e in enumerate(epochs))
+        where = resume.directory if isinstance(resume, CheckpointManager) else resume
+        raise ValueError(
+            f"fit: the processes resumed from different checkpoints in {str(where)!r} ({found}). "
+            "Process 0 writes the checkpoints, so every process must read the same directory: "
+            "put it on a filesystem that every host shares."
+        )

@@ -1,0 +1,65 @@
+"""funcnet's layers, one module per family."""
+
+from funcnet._src.layers.activations import (
+    ACTIVATIONS,
+    Activation,
+    Elu,
+    Gelu,
+    Identity,
+    LeakyRelu,
+    LogSoftmax,
+    Relu,
+    Sigmoid,
+    Silu,
+    Softmax,
+    Softplus,
+    Tanh,
+    get_activation,
+)
+from funcnet._src.layers.attention import MultiHeadAttention
+from funcnet._src.layers.bidirectional import Bidirectional
+from funcnet._src.layers.conv import Conv, ConvTranspose
+from funcnet._src.layers.dense import Dense
+from funcnet._src.layers.dropout import Dropout
+from funcnet._src.layers.embed import Embedding
+from funcnet._src.layers.norm import BatchNorm, GroupNorm, LayerNorm, RMSNorm
+from funcnet._src.layers.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
+from funcnet._src.layers.recurrent import GRU, LSTM, SimpleRNN
+from funcnet._src.layers.shape import Flatten, Reshape
+
+__all__ = [
+    "ACTIVATIONS",
+    "GRU",
+    "LSTM",
+    "Activation",
+    "AvgPool",
+    "BatchNorm",
+    "Bidirectional",
+    "Conv",
+    "ConvTranspose",
+    "Dense",
+    "Dropout",
+    "Elu",
+    "Embedding",
+    "Flatten",
+    "Gelu",
+    "GlobalAvgPool",
+    "GlobalMaxPool",
+    "GroupNorm",
+    "Identity",
+    "LayerNorm",
+    "LeakyRelu",
+    "LogSoftmax",
+    "MaxPool",
+    "MultiHeadAttention",
+    "RMSNorm",
+    "Relu",
+    "Reshape",
+    "Sigmoid",
+    "Silu",
+    "SimpleRNN",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+    "get_activation",
+]

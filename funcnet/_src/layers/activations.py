@@ -1,0 +1,164 @@
+"""Activation functions as layers, and the names Dense accepts for them.
+
+Every activation layer is parameterless and keeps its input's shape and
+dtype: ``Relu()``, ``Tanh()``, ``Softmax(axis=-1)``, ``LeakyRelu(0.01)``...
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from funcnet._src.core import Layer, check_float, check_input_shape
+
+
+def _identity(x: jax.Array) -> jax.Array:
+    return x
+
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "linear": _identity,
+    "identity": _identity,
+    "relu": jax.nn.relu,
+    "relu6": jax.nn.relu6,
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "hard_sigmoid": jax.nn.hard_sigmoid,
+    "softmax": jax.nn.softmax,
+    "log_softmax": jax.nn.log_softmax,
+    "gelu": jax.nn.gelu,
+    "elu": jax.nn.elu,
+    "selu": jax.nn.selu,
+    "leaky_relu": jax.nn.leaky_relu,
+    "softplus": jax.nn.softplus,
+    "softsign": jax.nn.soft_sign,
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+    "mish": jax.nn.mish,
+}
+"""The activation names accepted wherever an activation is given as a string."""
+
+
+def get_activation(
+    activation: str | Callable[[jax.Array], jax.Array] | None, layer: str = "activation"
+) -> Callable[[jax.Array], jax.Array]:
+    """Resolves an activation given as a name, a callable or ``None`` (linear).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> float(get_activation("relu")(jnp.array(-1.0)))
+        0.0
+    """
+    if activation is None:
+        return _identity
+    if callable(activation):
+        return activation
+    if isinstance(activation, str):
+        key = activation.lower()
+        if key in ACTIVATIONS:
+            return ACTIVATIONS[key]
+        raise ValueError(
+            f"{layer}: unknown activation {activation!r}. "
+            f"Valid names: {', '.join(sorted(ACTIVATIONS))}; or pass a function."
+        )
+    raise TypeError(
+        f"{layer}: activation must be a name, a function or None, got {type(activation).__name__}."
+    )
+
+
+def _activation_layer(fn: Callable[[jax.Array], jax.Array], name: str) -> Layer:
+    def init(key, input_shape):
+        del key
+        return check_input_shape(name, input_shape, min_rank=0), {}, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        del params, key, train
+        return fn(check_float(name, x)), state
+
+    return Layer(init, apply, name)
+
+
+def Activation(
+    activation: str | Callable[[jax.Array], jax.Array], name: str | None = None
+) -> Layer:
+    """An elementwise activation given by name or function, as a layer.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> y, _ = Activation("relu").apply({}, {}, jnp.array([-1.0, 2.0]))
+        >>> y.tolist()
+        [0.0, 2.0]
+    """
+    fn = get_activation(activation, "Activation")
+    default = activation if isinstance(activation, str) else getattr(fn, "__name__", "Activation")
+    return _activation_layer(fn, name or default)
+
+
+def Relu() -> Layer:
+    """``max(x, 0)`` elementwise."""
+    return _activation_layer(jax.nn.relu, "Relu")
+
+
+def Tanh() -> Layer:
+    """Hyperbolic tangent elementwise."""
+    return _activation_layer(jnp.tanh, "Tanh")
+
+
+def Sigmoid() -> Layer:
+    """The logistic function ``1 / (1 + exp(-x))`` elementwise."""
+    return _activation_layer(jax.nn.sigmoid, "Sigmoid")
+
+
+def Softmax(axis: int = -1) -> Layer:
+    """Softmax over ``axis``: non-negative outputs that sum to one along it."""
+    return _activation_layer(functools.partial(jax.nn.softmax, axis=axis), "Softmax")
+
+
+def LogSoftmax(axis: int = -1) -> Layer:
+    """Log of the softmax over ``axis``, computed stably."""
+    return _activation_layer(functools.partial(jax.nn.log_softmax, axis=axis), "LogSoftmax")
+
+
+def Gelu(approximate: bool = True) -> Layer:
+    """Gaussian error linear unit; ``approximate`` uses the tanh form."""
+    return _activation_layer(functools.partial(jax.nn.gelu, approximate=approximate), "Gelu")
+
+
+def Elu(alpha: float = 1.0) -> Layer:
+    """Exponential linear unit: ``x`` if positive, else ``alpha * (exp(x) - 1)``."""
+    return _activation_layer(functools.partial(jax.nn.elu, alpha=alpha), "Elu")
+
+
+def LeakyRelu(negative_slope: float = 0.01) -> Layer:
+    """``x`` if positive, else ``negative_slope * x``."""
+    return _activation_layer(
+        functools.partial(jax.nn.leaky_relu, negative_slope=negative_slope), "LeakyRelu"
+    )
+
+
+def Softplus() -> Layer:
+    """``log(1 + exp(x))`` elementwise, a smooth relu."""
+    return _activation_layer(jax.nn.softplus, "Softplus")
+
+
+def Silu() -> Layer:
+    """``x * sigmoid(x)`` elementwise (also called swish)."""
+    return _activation_layer(jax.nn.silu, "Silu")
+
+
+def Identity() -> Layer:
+    """Returns its input unchanged (any dtype)."""
+
+    def init(key, input_shape):
+        del key
+        return input_shape if not isinstance(input_shape, list) else tuple(input_shape), {}, {}
+
+    def apply(params, state, x: Any, *, key=None, train=False):
+        del params, key, train
+        return x, state
+
+    return Layer(init, apply, "Identity")

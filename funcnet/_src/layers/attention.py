@@ -1,0 +1,285 @@
+"""Multi-head dot-product attention: ``softmax(q k^T / sqrt(key_size)) v``, per head.
+
+Decisions, and why:
+
+* **Inputs are a tensor or a tuple, never a dict.** funcnet's multi-input
+  layers take tuples of shapes (what ``parallel`` and ``fanout`` produce), so
+  attention does too:
+
+  - ``x`` ``[batch, T, D]``: self-attention (query = key = value = ``x``);
+  - ``(query, key_value)``: cross-attention, keys and values from one tensor;
+  - ``(query, key, value)``: keys and values from separate tensors;
+  - ``(query, key, value, mask)``: the same, with a boolean mask. To mask
+    self-attention pass ``(x, x, x, mask)``.
+
+  The mask travels with the data because ``apply`` has no other input slot,
+  and it only comes in the 4-tuple so that no form is ambiguous.
+* **The mask** is boolean, ``True`` where a query may attend to a key, with
+  rank 4: ``[batch or 1, heads or 1, Tq or 1, Tk]`` (``[B, 1, 1, Tk]`` is a
+  padding mask over keys). It is broadcast explicitly, never by rank
+  promotion. A non-boolean mask is refused: 0/1 floats and additive ``-inf``
+  masks are easy to confuse, so the caller says which it means with
+  ``mask.astype(bool)``. A query whose keys are all masked gets uniform weights
+  (masked logits are set to the float's minimum, not ``-inf``), so no NaN
+  reaches the gradients.
+* **causal=True** lets query ``i`` see keys ``j <= i`` (top-left aligned, as in
+  Keras's ``use_causal_mask``); it is combined with ``mask`` by AND.
+* **Params** hold one named dict per projection, laid out per head as Keras's
+  ``MultiHeadAttention`` does: ``query``/``key`` ``{"w": [D, heads, key_size],
+  "b": [heads, key_size]}``, ``value`` ``{"w": [D, heads, value_size], ...}``
+  and ``output`` ``{"w": [heads, value_size, out_features], "b":
+  [out_features]}``. Weights are Glorot-uniform with the fans of the equivalent
+  matrix (``D`` in, ``heads * key_size`` out), biases zero.
+* **Precision:** the projections run in the computation dtype; the logits and
+  the softmax are computed in at least float32 (a bfloat16 softmax over long
+  sequences loses the small weights), then cast back, so the output keeps the
+  input's dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from funcnet._src.core import (
+    Layer,
+    check_float,
+    dtype_of,
+    expand_to,
+    is_shape,
+    shape_error,
+    shape_of,
+    type_error,
+)
+
+_FORMS = (
+    "x [batch, T, D] for self-attention, (query, key_value), (query, key, value) "
+    "or (query, key, value, mask)"
+)
+
+
+def _positive_int(name: str, what: str, value: Any, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        extra = " or None" if optional else ""
+        raise ValueError(f"{name}: {what} must be a positive integer{extra}, got {value!r}.")
+
+
+def _split(name: str, inputs: Any, is_one: Any) -> tuple[Any, Any, Any, Any]:
+    """``(query, key, value, mask)`` from any accepted input form (shapes or arrays)."""
+    if is_one(inputs):
+        return inputs, inputs, inputs, None
+    if isinstance(inputs, (tuple, list)) and len(inputs) in (2, 3, 4):
+        if len(inputs) == 2:
+            return inputs[0], inputs[1], inputs[1], None
+        if len(inputs) == 3:
+            return (*inputs, None)
+        return tuple(inputs)  # type: ignore[return-value]
+    got = (
+        f"a {type(inputs).__name__} of {len(inputs)}"
+        if isinstance(inputs, (tuple, list))
+        else repr(inputs)
+    )
+    raise shape_error(name, f"expected {_FORMS}; got {got}.")
+
+
+def _check_rank3(name: str, role: str, shape: tuple) -> None:
+    if len(shape) != 3:
+        raise shape_error(
+            name,
+            f"expected the {role} as [batch, length, features] (rank 3), got shape {shape}. "
+            "For a single token use x[:, None, :]; for a sequence per example, reshape to "
+            "(batch, length, features).",
+        )
+
+
+def _check_mask_shape(name: str, mask: tuple, want: tuple) -> None:
+    """``mask`` must broadcast to ``want`` = (batch, heads, Tq, Tk) dimension by dimension."""
+    labels = ("batch", "heads", "query length", "key length")
+    ok = len(mask) == 4 and all(m is None or w is None or m in (1, w) for m, w in zip(mask, want))
+    if not ok:
+        expected = ", ".join(
+            f"{lab} {w if w is not None else '?'} or 1" for lab, w in zip(labels, want)
+        )
+        raise shape_error(
+            name,
+            f"expected a mask of shape [{expected}], got {mask}. A padding mask over keys "
+            "of shape [batch, Tk] becomes mask[:, None, None, :].",
+        )
+
+
+def _check_lengths_and_batch(name: str, q: tuple, k: tuple, v: tuple) -> None:
+    if k[1] is not None and v[1] is not None and k[1] != v[1]:
+        raise shape_error(
+            name,
+            f"the key and value lengths differ: key length {k[1]} (shape {k}), value length "
+            f"{v[1]} (shape {v}). Each key needs its value: pass sequences of equal length.",
+        )
+    batches = {d for d in (q[0], k[0], v[0]) if d is not None}
+    if len(batches) > 1:
+        raise shape_error(
+            name,
+            f"query, key and value batch sizes differ: {q[0]}, {k[0]}, {v[0]}. "
+            "Attention pairs each query example with the keys of the same example.",
+        )
+
+
+def _glorot(key: jax.Array, shape: tuple, in_axis: Any, out_axis: Any, dtype: Any) -> jax.Array:
+    init = jax.nn.initializers.glorot_uniform(in_axis=in_axis, out_axis=out_axis)
+    return init(key, shape, dtype)
+
+
+def MultiHeadAttention(
+    num_heads: int,
+    key_size: int,
+    value_size: int | None = None,
+    out_features: int | None = None,
+    *,
+    causal: bool = False,
+    use_bias: bool = True,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
+    name: str = "MultiHeadAttention",
+) -> Layer:
+    """Multi-head scaled dot-product attention (self- or cross-attention).
+
+    Each head projects queries and keys to ``key_size`` and values to
+    ``value_size``, computes ``softmax(q k^T / sqrt(key_size)) v``; the heads
+    are then projected together to ``out_features``.
+
+    Args:
+        num_heads: the number of heads.
+        key_size: the size of each head's queries and keys.
+        value_size: the size of each head's values; None means ``key_size``.
+        out_features: the size of the output's last axis; None means the
+            query's feature size (so the layer can sit in a residual block).
+        causal: if True, query ``i`` attends only to keys ``j <= i``.
+        use_bias: whether the four projections add biases.
+        dtype: the computation dtype; None computes in the query's dtype.
+        param_dtype: the dtype in which the weights are stored.
+        name: the name used in error paths and summaries.
+
+    Returns:
+        A layer taking ``x`` ``[batch, T, D]`` (self-attention),
+        ``(query, key_value)``, ``(query, key, value)`` or ``(query, key, value,
+        mask)`` with query ``[batch, Tq, Dq]``, key ``[batch, Tk, Dk]``, value
+        ``[batch, Tk, Dv]`` and a boolean mask broadcastable to ``[batch,
+        num_heads, Tq, Tk]``; its output is ``[batch, Tq, out_features]``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, funcnet as fn
+        >>> mha = fn.MultiHeadAttention(num_heads=2, key_size=4, causal=True)
+        >>> out_shape, params, state = mha.init(jax.random.key(0), (None, 5, 3))
+        >>> out_shape
+        (None, 5, 3)
+        >>> jax.tree.map(jnp.shape, params["query"])
+        {'b': (2, 4), 'w': (3, 2, 4)}
+        >>> y, _ = mha.apply(params, state, jnp.ones((1, 5, 3)))
+        >>> y.shape
+        (1, 5, 3)
+    """
+    _positive_int(name, "num_heads", num_heads)
+    _positive_int(name, "key_size", key_size)
+    _positive_int(name, "value_size", value_size, optional=True)
+    _positive_int(name, "out_features", out_features, optional=True)
+    for flag, value in (("causal", causal), ("use_bias", use_bias)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name}: {flag} must be True or False, got {value!r}.")
+    v_size = value_size or key_size
+
+    def init(key, input_shape):
+        specs = _split(name, input_shape, is_shape)
+        for role, spec in zip(("query", "key", "value", "mask"), specs):
+            if spec is not None and not is_shape(spec):
+                raise shape_error(
+                    name, f"the {role} must be one shape such as (None, 4, 3), got {spec!r}."
+                )
+        q, k, v = (shape_of(s) for s in specs[:3])
+        for role, shape in (("query", q), ("key", k), ("value", v)):
+            _check_rank3(name, role, shape)
+            if shape[-1] is None:
+                raise shape_error(
+                    name, f"the {role}'s feature dimension must be known at init, got {shape}."
+                )
+        _check_lengths_and_batch(name, q, k, v)
+        if specs[3] is not None:
+            mask_dtype = dtype_of(specs[3], jnp.bool_)
+            if mask_dtype != jnp.bool_:
+                raise type_error(name, f"expected a boolean mask, got dtype {mask_dtype}.")
+            _check_mask_shape(name, shape_of(specs[3]), (q[0], num_heads, q[1], k[1]))
+        out = out_features or q[-1]
+        keys = jax.random.split(key, 4)
+        params = {
+            "query": {"w": _glorot(keys[0], (q[-1], num_heads, key_size), 0, (1, 2), param_dtype)},
+            "key": {"w": _glorot(keys[1], (k[-1], num_heads, key_size), 0, (1, 2), param_dtype)},
+            "value": {"w": _glorot(keys[2], (v[-1], num_heads, v_size), 0, (1, 2), param_dtype)},
+            "output": {"w": _glorot(keys[3], (num_heads, v_size, out), (0, 1), 2, param_dtype)},
+        }
+        if use_bias:
+            for proj, size in (("query", key_size), ("key", key_size), ("value", v_size)):
+                params[proj]["b"] = jnp.zeros((num_heads, size), param_dtype)
+            params["output"]["b"] = jnp.zeros((out,), param_dtype)
+        return (q[0], q[1], out), params, {}
+
+    def project(p, x, role, compute_dtype):
+        w = p["w"]
+        if x.shape[-1] != w.shape[0]:
+            raise shape_error(
+                name,
+                f"expected the {role} with {w.shape[0]} features (the size given at init), got "
+                f"shape {x.shape}. Check the previous layer's output, or re-run init with this "
+                "input shape.",
+            )
+        y = jnp.einsum("btd,dhk->bthk", x.astype(compute_dtype), w.astype(compute_dtype))
+        if use_bias:
+            y = y + expand_to(p["b"].astype(compute_dtype), 4)
+        return y
+
+    def apply(params, state, x, *, key=None, train=False):
+        del key, train
+        query, key_in, value, mask = _split(name, x, lambda a: not isinstance(a, (tuple, list)))
+        query, key_in, value = (check_float(name, a) for a in (query, key_in, value))
+        for role, a in (("query", query), ("key", key_in), ("value", value)):
+            _check_rank3(name, role, a.shape)
+        _check_lengths_and_batch(name, query.shape, key_in.shape, value.shape)
+        compute_dtype = dtype or query.dtype
+        batch, tq, tk = query.shape[0], query.shape[1], key_in.shape[1]
+        q = project(params["query"], query, "query", compute_dtype)
+        k = project(params["key"], key_in, "key", compute_dtype)
+        v = project(params["value"], value, "value", compute_dtype)
+        q = q / jnp.asarray(math.sqrt(q.shape[-1]), compute_dtype)
+
+        # Logits and softmax in >= float32: bfloat16 would lose the small weights.
+        logit_dtype = jnp.promote_types(compute_dtype, jnp.float32)
+        logits = jnp.einsum("bqhk,bshk->bhqs", q, k, preferred_element_type=logit_dtype)
+        allowed = None
+        if mask is not None:
+            mask = jnp.asarray(mask)
+            if mask.dtype != jnp.bool_:
+                raise type_error(
+                    name,
+                    f"expected a boolean mask (True = may attend), got dtype {mask.dtype}. "
+                    "Convert a 0/1 mask with mask.astype(bool).",
+                )
+            _check_mask_shape(name, mask.shape, (batch, q.shape[2], tq, tk))
+            allowed = jnp.broadcast_to(mask, logits.shape)
+        if causal:
+            tri = jnp.tril(jnp.ones((tq, tk), jnp.bool_)).reshape(1, 1, tq, tk)
+            tri = jnp.broadcast_to(tri, logits.shape)
+            allowed = tri if allowed is None else allowed & tri
+        if allowed is not None:
+            logits = jnp.where(allowed, logits, jnp.finfo(logit_dtype).min)
+        weights = jax.nn.softmax(logits, axis=-1).astype(compute_dtype)
+
+        heads = jnp.einsum("bhqs,bshv->bqhv", weights, v)
+        wo = params["output"]["w"].astype(compute_dtype)
+        y = jnp.einsum("bqhv,hvo->bqo", heads, wo)
+        if use_bias:
+            y = y + expand_to(params["output"]["b"].astype(compute_dtype), 3)
+        return y, state
+
+    return Layer(init, apply, name)

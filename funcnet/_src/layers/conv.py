@@ -1,0 +1,343 @@
+"""Convolutions: Conv and ConvTranspose over 1, 2 or 3 spatial axes.
+
+Decisions (see also docs/layers-conv.md):
+
+* Channels-last, ``[batch, *spatial, channels]``, as Keras and Flax: it is
+  what image and sequence data usually look like, and what XLA prefers on
+  CPU and TPU. The kernel is ``[*kernel_size, in_channels / groups,
+  features]`` (``HWIO``), the layout of Flax and of Keras's ``Conv``.
+* The rank comes from ``kernel_size``: ``(3, 3)`` is a 2-D convolution, and an
+  int is 1-D, so ``Conv(16, 5)`` reads as "a length-5 filter over sequences".
+  The input must have exactly that many spatial axes; anything else is an
+  error, never a silent reshape.
+* ``padding`` is "SAME" (TensorFlow's rule: ``ceil(size / stride)`` outputs,
+  an odd total puts the extra zero at the high end), "VALID", or explicit
+  ``(low, high)`` pairs. The default is "SAME" (as Flax), so a stack of
+  stride-1 convolutions keeps the spatial size.
+* ``ConvTranspose`` is the adjoint (the input-gradient) of ``Conv`` with the
+  same kernel size, strides, dilation and padding: each input element scatters
+  ``x[i] * w[k]`` to output position ``i * stride + k * dilation``, and the
+  padding trims that full output. So SAME gives ``size * stride`` and VALID
+  ``size * stride + max(extent - stride, 0)``, as Keras and Flax; explicit
+  pairs trim ``low`` and ``high`` elements (as PyTorch's ``padding``). Its
+  kernel is ``[*kernel_size, in_channels, features]``, the same layout as Conv
+  (Keras stores it the other way round).
+* Weights default to Glorot-uniform with fans counted over the receptive
+  field, biases to zeros (Keras's defaults).
+* All convolutions go through :func:`funcnet.layers._cpu_kernels.conv`,
+  which picks the kernel: the native convolution, or on
+  the CPU im2col (shifted slices and one matrix product) where it was measured
+  faster (``FUNCNET_CONV_IMPL`` forces either; see docs/layers-conv.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from funcnet._src.core import Layer, check_float, check_input_shape, expand_to, shape_error
+from funcnet._src.layers import _cpu_kernels
+from funcnet._src.layers._window import (
+    Padding,
+    check_rank,
+    dilated,
+    output_sizes,
+    pad_pair,
+    padding_spec,
+    per_axis,
+    positive_int,
+    window_tuple,
+)
+
+Initializer = Callable[..., jax.Array]
+
+# Keras's default: fans count the receptive field (in_axis=-2, out_axis=-1).
+GLOROT_UNIFORM = jax.nn.initializers.glorot_uniform()
+
+
+class _Geometry(NamedTuple):
+    """The checked arguments that Conv and ConvTranspose share."""
+
+    features: int
+    kernel: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding: Padding
+
+
+def _geometry(
+    name: str, features: Any, kernel_size: Any, strides: Any, padding: Any, dilation: Any
+) -> _Geometry:
+    kernel = window_tuple(name, "kernel_size", kernel_size)
+    n = len(kernel)
+    return _Geometry(
+        positive_int(name, "features", features),
+        kernel,
+        per_axis(name, "strides", strides, n),
+        per_axis(name, "dilation", dilation, n),
+        padding_spec(name, padding, n),
+    )
+
+
+def _kernel_and_bias(
+    key: jax.Array,
+    w_shape: tuple[int, ...],
+    use_bias: bool,
+    w_init: Initializer,
+    b_init: Initializer,
+    param_dtype: Any,
+) -> dict[str, jax.Array]:
+    w_key, b_key = jax.random.split(key)
+    params = {"w": w_init(w_key, w_shape, param_dtype)}
+    if use_bias:
+        params["b"] = b_init(b_key, (w_shape[-1],), param_dtype)
+    return params
+
+
+def _plus_bias(y: jax.Array, params: dict[str, jax.Array], use_bias: bool) -> jax.Array:
+    return y + expand_to(params["b"].astype(y.dtype), y.ndim) if use_bias else y
+
+
+def _init_in_channels(name: str, input_shape: Any, n: int) -> tuple:
+    shape = check_input_shape(name, input_shape)
+    check_rank(name, shape, n, "convolution", "kernel_size")
+    if shape[-1] is None:
+        raise shape_error(
+            name, f"the last (channels) dimension must be known at init, got shape {shape}."
+        )
+    return shape
+
+
+def _check_apply_input(name: str, x: Any, n: int, in_channels: int) -> jax.Array:
+    x = check_float(name, x)
+    check_rank(name, x.shape, n, "convolution", "kernel_size")
+    if x.shape[-1] != in_channels:
+        raise shape_error(
+            name,
+            f"expected {in_channels} input channels (the last axis, as given at init), got "
+            f"input of shape {x.shape}. Check the previous layer's output, or re-run init "
+            "with this input shape.",
+        )
+    return x
+
+
+def Conv(
+    features: int,
+    kernel_size: int | Sequence[int],
+    strides: int | Sequence[int] = 1,
+    padding: str | Sequence[tuple[int, int]] = "SAME",
+    *,
+    dilation: int | Sequence[int] = 1,
+    feature_group_count: int = 1,
+    use_bias: bool = True,
+    w_init: Initializer = GLOROT_UNIFORM,
+    b_init: Initializer = jax.nn.initializers.zeros,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
+    name: str = "Conv",
+) -> Layer:
+    """A 1-, 2- or 3-D convolution (cross-correlation) over channels-last inputs.
+
+    Args:
+        features: the number of output channels.
+        kernel_size: the window, one int per spatial axis: ``(3, 3)`` for images,
+            ``(3,)`` or ``3`` for sequences, ``(3, 3, 3)`` for volumes.
+        strides: the step between windows, an int for every axis or one per axis.
+        padding: "SAME" (output size ``ceil(size / stride)``), "VALID" (no padding)
+            or one ``(low, high)`` pair of zeros per spatial axis.
+        dilation: the spacing between kernel taps (atrous convolution).
+        feature_group_count: split input and output channels into this many
+            groups, each convolved separately; equal to the input channels for a
+            depthwise convolution (``features`` then a multiple of it).
+        use_bias: whether to add the bias ``b``.
+        w_init: initializer of ``w``, ``[*kernel_size, in_channels / groups,
+            features]``.
+        b_init: initializer of ``b``, ``[features]``.
+        dtype: the computation dtype; None computes in the input's dtype.
+        param_dtype: the dtype in which ``w`` and ``b`` are stored.
+        name: the name used in error paths and summaries.
+
+    Returns:
+        A layer mapping ``[batch, *spatial, in_channels]`` to
+        ``[batch, *out_spatial, features]``, with params ``{"w", "b"}``.
+
+    Example:
+        >>> import jax, funcnet as fn
+        >>> net = fn.Conv(8, (3, 3), strides=2)
+        >>> out_shape, params, state = net.init(jax.random.key(0), (None, 28, 28, 1))
+        >>> out_shape
+        (None, 14, 14, 8)
+        >>> jax.tree.map(jax.numpy.shape, params)
+        {'b': (8,), 'w': (3, 3, 1, 8)}
+    """
+    features, kernel, stride, dil, pad = _geometry(
+        name, features, kernel_size, strides, padding, dilation
+    )
+    n = len(kernel)
+    groups = positive_int(name, "feature_group_count", feature_group_count)
+    if features % groups:
+        raise ValueError(
+            f"{name}: features ({features}) must be divisible by feature_group_count ({groups}): "
+            "each group produces features / feature_group_count channels."
+        )
+
+    def spatial_out(shape: Sequence[int | None]) -> tuple[int | None, ...]:
+        return output_sizes(name, "kernel", shape[1:-1], kernel, stride, dil, pad)
+
+    def init(key, input_shape):
+        shape = _init_in_channels(name, input_shape, n)
+        in_channels = shape[-1]
+        if in_channels % groups:
+            raise shape_error(
+                name,
+                f"input channels ({in_channels}) must be divisible by feature_group_count "
+                f"({groups}), got input shape {shape}. For a depthwise convolution set "
+                "feature_group_count to the number of input channels.",
+            )
+        w_shape = (*kernel, in_channels // groups, features)
+        params = _kernel_and_bias(key, w_shape, use_bias, w_init, b_init, param_dtype)
+        return (shape[0], *spatial_out(shape), features), params, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        del key, train
+        w = params["w"]
+        x = _check_apply_input(name, x, n, w.shape[-2] * groups)
+        spatial_out(x.shape)  # raises if the kernel does not fit
+        pads = [
+            pad_pair(pad, axis, size, dilated(k, d), s)
+            for axis, (size, k, d, s) in enumerate(zip(x.shape[1:-1], kernel, dil, stride))
+        ]
+        compute_dtype = dtype or x.dtype
+        y = _cpu_kernels.conv(
+            x.astype(compute_dtype),
+            w.astype(compute_dtype),
+            stride,
+            pads,
+            rhs_dilation=dil,
+            groups=groups,
+        )
+        return _plus_bias(y, params, use_bias), state
+
+    return Layer(init, apply, name)
+
+
+def _transpose_geometry(
+    pad: Padding, axis: int, size: int, extent: int, stride: int
+) -> tuple[int, int]:
+    """``(output size, elements trimmed from the low end of the full scatter)``."""
+    if isinstance(pad, str):
+        if pad == "SAME":
+            return size * stride, max(extent - stride, 0) // 2
+        return size * stride + max(extent - stride, 0), 0
+    lo, hi = pad[axis]
+    return (size - 1) * stride + extent - lo - hi, lo
+
+
+def ConvTranspose(
+    features: int,
+    kernel_size: int | Sequence[int],
+    strides: int | Sequence[int] = 1,
+    padding: str | Sequence[tuple[int, int]] = "SAME",
+    *,
+    dilation: int | Sequence[int] = 1,
+    use_bias: bool = True,
+    w_init: Initializer = GLOROT_UNIFORM,
+    b_init: Initializer = jax.nn.initializers.zeros,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
+    name: str = "ConvTranspose",
+) -> Layer:
+    """A 1-, 2- or 3-D transposed convolution (upsampling), channels-last.
+
+    Each input element adds ``x[i] * w[k]`` to output position
+    ``i * stride + k * dilation``; the padding then trims this full output. It
+    is the gradient of :func:`Conv` with respect to its input.
+
+    Args:
+        features: the number of output channels.
+        kernel_size: the window, an int (1-D) or one int per spatial axis.
+        strides: the upsampling factor, an int for every axis or one per axis.
+        padding: "SAME" (output ``size * stride``), "VALID" (output
+            ``size * stride + max(extent - stride, 0)``, where extent is the
+            dilated kernel size), or one ``(low, high)`` pair per axis, the
+            number of elements trimmed from each end of the full output
+            ``(size - 1) * stride + extent``.
+        dilation: the spacing between kernel taps.
+        use_bias: whether to add the bias ``b``.
+        w_init: initializer of ``w``, ``[*kernel_size, in_channels, features]``.
+        b_init: initializer of ``b``, ``[features]``.
+        dtype: the computation dtype; None computes in the input's dtype.
+        param_dtype: the dtype in which ``w`` and ``b`` are stored.
+        name: the name used in error paths and summaries.
+
+    Returns:
+        A layer mapping ``[batch, *spatial, in_channels]`` to
+        ``[batch, *out_spatial, features]``, with params ``{"w", "b"}``.
+
+    Example:
+        >>> import jax, funcnet as fn
+        >>> net = fn.ConvTranspose(4, (3, 3), strides=2)
+        >>> out_shape, params, state = net.init(jax.random.key(0), (None, 7, 7, 8))
+        >>> out_shape
+        (None, 14, 14, 4)
+        >>> fn.ConvTranspose(4, (3, 3), 2, "VALID").init(jax.random.key(0), (None, 7, 7, 8))[0]
+        (None, 15, 15, 4)
+    """
+    features, kernel, stride, dil, pad = _geometry(
+        name, features, kernel_size, strides, padding, dilation
+    )
+    n = len(kernel)
+
+    def geometry(shape: Sequence[int | None]) -> list[tuple[int, int] | None]:
+        result: list[tuple[int, int] | None] = []
+        for axis, (size, k, s, d) in enumerate(zip(shape[1:-1], kernel, stride, dil)):
+            if size is None:
+                result.append(None)
+                continue
+            extent = dilated(k, d)
+            out, trim = _transpose_geometry(pad, axis, size, extent, s)
+            if out < 1:
+                raise shape_error(
+                    name,
+                    f"padding {pad[axis]} trims the whole output on spatial axis {axis}: input "
+                    f"size {size} gives a full output of {(size - 1) * s + extent}. Use less "
+                    "padding or a larger input.",
+                )
+            result.append((out, trim))
+        return result
+
+    def init(key, input_shape):
+        shape = _init_in_channels(name, input_shape, n)
+        w_shape = (*kernel, shape[-1], features)
+        params = _kernel_and_bias(key, w_shape, use_bias, w_init, b_init, param_dtype)
+        out = tuple(None if g is None else g[0] for g in geometry(shape))
+        return (shape[0], *out, features), params, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        del key, train
+        w = params["w"]
+        x = _check_apply_input(name, x, n, w.shape[-2])
+        pads = []
+        for size, k, d, s, g in zip(x.shape[1:-1], kernel, dil, stride, geometry(x.shape)):
+            out, trim = g  # type: ignore[misc]
+            extent = dilated(k, d)
+            # A stride-1 correlation of the stride-dilated input with the flipped
+            # kernel: padding extent - 1 on each side would give the full scatter.
+            low = extent - 1 - trim
+            pads.append((low, out - ((size - 1) * s + 1) - low + extent - 1))
+        compute_dtype = dtype or x.dtype
+        flipped = jnp.flip(w.astype(compute_dtype), axis=tuple(range(n)))
+        y = _cpu_kernels.conv(
+            x.astype(compute_dtype),
+            flipped,
+            (1,) * n,
+            pads,
+            lhs_dilation=stride,
+            rhs_dilation=dil,
+        )
+        return _plus_bias(y, params, use_bias), state
+
+    return Layer(init, apply, name)

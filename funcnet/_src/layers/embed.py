@@ -1,0 +1,113 @@
+"""Embedding: a trainable lookup table from integer ids to vectors.
+
+Decisions, and why:
+
+* The table is initialised from ``normal(stddev=0.05)``: a small scale that
+  does not depend on the width, of the order Keras (uniform in +-0.05) and
+  BERT/GPT-2 (normal, 0.02) use. Pass ``w_init`` to change it, e.g.
+  ``jax.nn.initializers.normal(1.0)`` as in PyTorch.
+* Ids must be integers. Float ids are rejected rather than truncated: a
+  float usually means the wrong array was passed (features, one-hot rows,
+  or ids that went through a float normalisation).
+* Ids outside ``[0, num_embeddings)`` give rows of NaN. Under ``jit`` an
+  id cannot raise an error, and JAX's default for an out-of-range gather is
+  to clamp it to the last row, and NumPy-style negative indexing would wrap
+  ``-1`` to the last row too: both silently train on the wrong vector. NaN
+  makes the mistake loud (the loss turns NaN at once) and such rows get no
+  gradient. Negative ids, a common padding value, are therefore out of
+  range too; map padding to a real id (often 0) before the lookup.
+* The output dtype is ``dtype``, or the table's dtype when ``dtype`` is None:
+  the input is integer, so it has no float dtype to follow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from funcnet._src.core import Layer, check_input_shape, dtype_of, type_error
+
+Initializer = Callable[..., jax.Array]
+
+_NORMAL_0_05 = jax.nn.initializers.normal(stddev=0.05)
+
+
+def _id_dtype_error(name: str, dtype: Any, shape: Any) -> Exception:
+    return type_error(
+        name,
+        f"expected integer token ids, got dtype {jnp.dtype(dtype)} (shape {shape}). "
+        "Embedding looks rows up by integer id; if these floats are ids, cast with "
+        "x.astype(jnp.int32).",
+    )
+
+
+def Embedding(
+    num_embeddings: int,
+    features: int,
+    *,
+    w_init: Initializer = _NORMAL_0_05,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
+    name: str = "Embedding",
+) -> Layer:
+    """A lookup table: each integer id in ``[0, num_embeddings)`` becomes a row.
+
+    Args:
+        num_embeddings: the number of ids (the vocabulary size).
+        features: the size of each embedding vector.
+        w_init: initializer of the table, shape ``[num_embeddings, features]``;
+            the default draws from ``normal(stddev=0.05)``.
+        dtype: the output dtype; None gives the table's dtype.
+        param_dtype: the dtype in which the table is stored.
+        name: the name used in error paths and summaries.
+
+    Returns:
+        A layer mapping integer ids ``[batch, ...]`` to ``[batch, ..., features]``,
+        with params ``{"embedding": [num_embeddings, features]}``. ``init``
+        takes a shape such as ``(None, T)`` (assumed integer) or a
+        ``jax.ShapeDtypeStruct((None, T), jnp.int32)``. Ids out of range give
+        rows of NaN.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, funcnet as fn
+        >>> net = fn.Embedding(10, 4)
+        >>> spec = jax.ShapeDtypeStruct((None, 7), jnp.int32)
+        >>> out_shape, params, state = net.init(jax.random.key(0), spec)
+        >>> out_shape, jax.tree.map(jnp.shape, params)
+        ((None, 7, 4), {'embedding': (10, 4)})
+        >>> y, _ = net.apply(params, state, jnp.array([[3, 3, 9]]))
+        >>> bool((y[0, 0] == params["embedding"][3]).all()), y.shape
+        (True, (1, 3, 4))
+    """
+    for arg, value in (("num_embeddings", num_embeddings), ("features", features)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}: {arg} must be a positive integer, got {value!r}.")
+
+    def init(key, input_shape):
+        shape = check_input_shape(name, input_shape, min_rank=1)
+        spec_dtype = dtype_of(input_shape, default=jnp.int32)
+        if not jnp.issubdtype(spec_dtype, jnp.integer):
+            raise _id_dtype_error(name, spec_dtype, shape)
+        params = {"embedding": w_init(key, (num_embeddings, features), param_dtype)}
+        return (*shape, features), params, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        del key, train
+        x = jnp.asarray(x)
+        if not jnp.issubdtype(x.dtype, jnp.integer):
+            raise _id_dtype_error(name, x.dtype, x.shape)
+        table = params["embedding"]
+        table = table.astype(dtype or table.dtype)
+        valid = x >= 0
+        # A bound that overflows the id dtype (int8 ids, 1000 rows) would wrap;
+        # such ids cannot reach it anyway.
+        if table.shape[0] <= jnp.iinfo(x.dtype).max:
+            valid = valid & (x < jnp.asarray(table.shape[0], x.dtype))
+        rows = jnp.take(table, jnp.where(valid, x, 0), axis=0, mode="clip")
+        nan = jnp.array(jnp.nan, rows.dtype)
+        return jnp.where(valid[..., None], rows, nan), state
+
+    return Layer(init, apply, name)

@@ -1,0 +1,213 @@
+"""Pooling: MaxPool, AvgPool, GlobalAvgPool and GlobalMaxPool, channels-last.
+
+Decisions (see also docs/layers-conv.md):
+
+* Inputs are ``[batch, *spatial, channels]`` like :func:`funcnet.Conv`; the
+  number of spatial axes comes from the window: ``(2, 2)`` pools images, an
+  int or ``(2,)`` pools sequences.
+* ``strides`` defaults to the window (non-overlapping windows) and
+  ``padding`` to "VALID", as in Keras and Flax. "SAME" and explicit
+  ``(low, high)`` pairs pad as :func:`funcnet.Conv` does.
+* Padding never takes part in a result: MaxPool pads with ``-inf``, and
+  AvgPool divides each window's sum by the number of real (unpadded) elements
+  in it. That is Keras's "same" average pooling (PyTorch's
+  ``count_include_pad=False``): a corner is not pulled towards zero.
+  Explicit padding must be smaller than the window on each side, so that
+  every window holds at least one real element.
+* AvgPool sums bfloat16 and float16 inputs in float32, then casts back.
+* The pooling layers require floating-point inputs, like the rest of funcnet.
+* The window reductions are :func:`funcnet.layers._cpu_kernels.max_pool` and
+  ``sum_pool``: ``lax.reduce_window``, or on the CPU an elementwise max (sum)
+  over shifted slices, whose gradient XLA:CPU runs many times faster; the
+  max keeps reduce_window's gradient (ties: the first maximum takes it all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from funcnet._src.core import Layer, check_float, check_input_shape, shape_error
+from funcnet._src.layers import _cpu_kernels
+from funcnet._src.layers._window import (
+    Padding,
+    check_rank,
+    output_sizes,
+    pad_pair,
+    padding_spec,
+    per_axis,
+    window_tuple,
+)
+
+
+def _valid_counts(
+    sizes: Sequence[int], window: Sequence[int], strides: Sequence[int], pads: Sequence[tuple]
+) -> np.ndarray:
+    """How many real elements each window covers: ``[*out_spatial]``, from shapes alone.
+
+    The count is separable (a product of per-axis counts), so it is built from
+    1-D counts without touching the data.
+    """
+    counts = np.ones((), np.float64)
+    for size, k, s, (lo, hi) in zip(sizes, window, strides, pads):
+        starts = np.arange((size + lo + hi - k) // s + 1) * s - lo
+        axis_count = np.minimum(starts + k, size) - np.maximum(starts, 0)
+        counts = np.multiply.outer(counts, axis_count)
+    return counts
+
+
+def _pool(kind: str, window: Any, strides: Any, padding: Any, name: str) -> Layer:
+    win = window_tuple(name, "window", window)
+    n = len(win)
+    stride = win if strides is None else per_axis(name, "strides", strides, n)
+    pad: Padding = padding_spec(name, padding, n)
+    if not isinstance(pad, str):
+        for axis, ((lo, hi), k) in enumerate(zip(pad, win)):
+            if max(lo, hi) >= k:
+                raise ValueError(
+                    f"{name}: padding {(lo, hi)} on spatial axis {axis} must be smaller than the "
+                    f"window ({k}) on each side, or some windows would hold only padding; use at "
+                    f"most {k - 1}."
+                )
+    ones = (1,) * n
+
+    def spatial_out(shape: Sequence[int | None]) -> tuple[int | None, ...]:
+        return output_sizes(name, "window", shape[1:-1], win, stride, ones, pad)
+
+    def init(key, input_shape):
+        del key
+        shape = check_input_shape(name, input_shape)
+        check_rank(name, shape, n, "pooling window", "window")
+        return (shape[0], *spatial_out(shape), shape[-1]), {}, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        del params, key, train
+        x = check_float(name, x)
+        check_rank(name, x.shape, n, "pooling window", "window")
+        spatial_out(x.shape)  # raises if the window does not fit
+        sizes = x.shape[1:-1]
+        pads = [
+            pad_pair(pad, axis, size, k, s)
+            for axis, (size, k, s) in enumerate(zip(sizes, win, stride))
+        ]
+        if kind == "max":
+            return _cpu_kernels.max_pool(x, win, stride, pads), state
+        acc = jnp.float32 if jnp.finfo(x.dtype).bits < 32 else x.dtype
+        sums = _cpu_kernels.sum_pool(x.astype(acc), win, stride, pads)
+        counts = _valid_counts(sizes, win, stride, pads)
+        y = sums / jnp.asarray(counts, acc).reshape((1, *counts.shape, 1))
+        return y.astype(x.dtype), state
+
+    return Layer(init, apply, name)
+
+
+def MaxPool(
+    window: int | Sequence[int],
+    strides: int | Sequence[int] | None = None,
+    padding: str | Sequence[tuple[int, int]] = "VALID",
+    *,
+    name: str = "MaxPool",
+) -> Layer:
+    """The maximum over each window of the spatial axes, per channel.
+
+    Args:
+        window: the window, an int (1-D) or one int per spatial axis (1 to 3).
+        strides: the step between windows; None (the default) uses the window.
+        padding: "VALID", "SAME" or one ``(low, high)`` pair per spatial axis;
+            padded positions never win the maximum.
+        name: the name used in error paths and summaries.
+
+    Returns:
+        A parameterless layer mapping ``[batch, *spatial, channels]`` to
+        ``[batch, *out_spatial, channels]``.
+
+    Example:
+        >>> import jax.numpy as jnp, funcnet as fn
+        >>> x = jnp.array([1.0, 3.0, 2.0, 5.0, 4.0]).reshape(1, 5, 1)
+        >>> y, _ = fn.MaxPool(2).apply({}, {}, x)
+        >>> y.ravel().tolist()
+        [3.0, 5.0]
+    """
+    return _pool("max", window, strides, padding, name)
+
+
+def AvgPool(
+    window: int | Sequence[int],
+    strides: int | Sequence[int] | None = None,
+    padding: str | Sequence[tuple[int, int]] = "VALID",
+    *,
+    name: str = "AvgPool",
+) -> Layer:
+    """The mean over each window of the spatial axes, per channel.
+
+    With padding, each window is averaged over its real elements only (the
+    padding is not counted), as Keras does.
+
+    Args:
+        window: the window, an int (1-D) or one int per spatial axis (1 to 3).
+        strides: the step between windows; None (the default) uses the window.
+        padding: "VALID", "SAME" or one ``(low, high)`` pair per spatial axis.
+        name: the name used in error paths and summaries.
+
+    Returns:
+        A parameterless layer mapping ``[batch, *spatial, channels]`` to
+        ``[batch, *out_spatial, channels]``.
+
+    Example:
+        >>> import jax.numpy as jnp, funcnet as fn
+        >>> x = jnp.array([1.0, 3.0, 2.0, 5.0, 4.0]).reshape(1, 5, 1)
+        >>> y, _ = fn.AvgPool(2, padding="SAME").apply({}, {}, x)
+        >>> y.ravel().tolist()  # the last window holds only 4.0
+        [2.0, 3.5, 4.0]
+    """
+    return _pool("avg", window, strides, padding, name)
+
+
+def _global_pool(reduce: Any, name: str) -> Layer:
+    def check(shape: Sequence[Any]) -> None:
+        if len(shape) < 3:
+            raise shape_error(
+                name,
+                f"expected an input of rank >= 3 [batch, *spatial, channels], got shape "
+                f"{tuple(shape)}. A [batch, features] input has no spatial axes to pool; "
+                "if it is one sequence of scalars, add a channel axis (x[..., None]).",
+            )
+
+    def init(key, input_shape):
+        del key
+        shape = check_input_shape(name, input_shape)
+        check(shape)
+        return (shape[0], shape[-1]), {}, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        del params, key, train
+        x = check_float(name, x)
+        check(x.shape)
+        return reduce(x, axis=tuple(range(1, x.ndim - 1))).astype(x.dtype), state
+
+    return Layer(init, apply, name)
+
+
+def GlobalAvgPool(name: str = "GlobalAvgPool") -> Layer:
+    """The mean over all spatial axes: ``[batch, *spatial, channels] -> [batch, channels]``.
+
+    Example:
+        >>> import jax, funcnet as fn
+        >>> fn.GlobalAvgPool().init(jax.random.key(0), (None, 7, 7, 32))[0]
+        (None, 32)
+    """
+    return _global_pool(jnp.mean, name)
+
+
+def GlobalMaxPool(name: str = "GlobalMaxPool") -> Layer:
+    """The maximum over all spatial axes: ``[batch, *spatial, channels] -> [batch, channels]``.
+
+    Example:
+        >>> import jax, funcnet as fn
+        >>> fn.GlobalMaxPool().init(jax.random.key(0), (None, 10, 16))[0]
+        (None, 16)
+    """
+    return _global_pool(jnp.max, name)

@@ -1,0 +1,403 @@
+"""Recurrent layers over ``[batch, time, features]``: SimpleRNN, LSTM, GRU.
+
+Decisions, and why:
+
+* **Keras's cells, Keras's layout.** Params are ``{"w": [features, G*units],
+  "u": [units, G*units], "b": ...}`` (input kernel, recurrent kernel, bias;
+  the ``W x + U h + b`` of the papers), in the layout and gate order of
+  Keras's kernel, recurrent_kernel and bias, so the formulas match Keras's:
+
+  - SimpleRNN: ``h = activation(x W + h U + b)``.
+  - LSTM, gates ``i, f, c, o``: ``i = σ(.)``, ``f = σ(.)``,
+    ``c' = f c + i tanh(.)``, ``o = σ(.)``, ``h' = o tanh(c')``; ``b`` is
+    ``[4*units]`` with the forget block initialised to 1 (Keras's
+    ``unit_forget_bias``), which keeps early gradients flowing through ``c``.
+  - GRU, gates ``z, r, h`` with ``reset_after=True`` (Keras's default, and
+    cuDNN's): ``z = σ(x W_z + h U_z + b_z + b'_z)``, likewise ``r``,
+    ``h~ = tanh(x W_h + b_h + r * (h U_h + b'_h))``, ``h' = z h + (1 - z) h~``.
+    ``b`` is ``[2, 3*units]``: row 0 the input bias, row 1 the recurrent bias.
+* **Init as Keras:** Glorot-uniform ``w``, orthogonal ``u`` (it neither grows
+  nor shrinks ``h`` at the start), zero ``b`` (plus the LSTM forget bias).
+* **The initial carry travels with the input:** ``apply`` has one data slot,
+  so a layer takes either ``x`` or ``(x, initial_carry)``. The carry is
+  ``h`` ``[batch, units]`` for SimpleRNN and GRU and ``(h, c)`` for LSTM, and
+  is zeros when not given. With ``return_state=True`` the output is
+  ``(y, final_carry)``, the carry in the same structure, so it can be fed back
+  to continue a sequence (stateful streaming without hidden state).
+* **``jax.lax.scan`` over time**, with ``x W`` computed for all steps at once
+  before the scan (one large matmul instead of T small ones). Computation runs
+  in ``dtype`` (default: the input's), so a bfloat16 input gives a bfloat16
+  output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from funcnet._src.core import (
+    Layer,
+    check_float,
+    expand_to,
+    is_shape,
+    shape_error,
+    shape_of,
+)
+from funcnet._src.layers.activations import get_activation
+
+Initializer = Callable[..., jax.Array]
+_GLOROT = jax.nn.initializers.glorot_uniform()
+_ORTHOGONAL = jax.nn.initializers.orthogonal()
+ActivationLike = str | Callable[[jax.Array], jax.Array]
+
+
+class _Cell(NamedTuple):
+    """What distinguishes SimpleRNN, LSTM and GRU: their size, gates and step."""
+
+    units: int  # the size of h (and c)
+    gates: int  # number of units-sized blocks in w and u
+    carries: int  # 1 (h) or 2 (h, c)
+    init_bias: Callable[[jax.Array, int, Any], jax.Array]
+    step: Callable[[dict, Any, jax.Array], Any]  # (params, carry, x_t W) -> carry
+
+
+def _sequence_error(name: str, shape: tuple) -> Exception:
+    return shape_error(
+        name,
+        f"expected an input of shape [batch, time, features], got shape {shape}. For a single "
+        "time step use x[:, None, :]; to cut features into steps, reshape to "
+        "(batch, time, features).",
+    )
+
+
+def describe(inputs: Any) -> str:
+    """A short description of an input: arrays by their shapes, not their values."""
+    if hasattr(inputs, "shape") and hasattr(inputs, "dtype"):
+        return f"an array of shape {tuple(inputs.shape)}"
+    if isinstance(inputs, (tuple, list)) and not is_shape(inputs):
+        return "(" + ", ".join(describe(part) for part in inputs) + ")"
+    return repr(inputs)
+
+
+def _carry_error(name: str, n: int, units: int, got: Any) -> Exception:
+    want = "h [batch, units]" if n == 1 else "a tuple (h, c), each [batch, units]"
+    return shape_error(
+        name,
+        f"expected the initial carry as {want} with units {units}, got {got}. Pass "
+        "(x, initial_carry), or x alone to start from zeros.",
+    )
+
+
+def _unpack(carry: Any, n: int) -> Any:
+    """The carry as its ``n`` parts: users pass ``h`` alone, or the pair ``(h, c)``."""
+    return (carry,) if n == 1 else carry
+
+
+def _pack(parts: tuple) -> Any:
+    """The inverse of ``_unpack``: ``h`` alone for one part, else the tuple."""
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _check_flags(name: str, **flags: Any) -> None:
+    for flag, value in flags.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{name}: {flag} must be True or False, got {value!r}.")
+
+
+def _check_carry_shapes(name: str, n: int, units: int, batch: Any, carry: Any) -> tuple:
+    """The carry as a tuple of ``n`` shapes ``(batch, units)``, or an error saying what arrived."""
+    parts = _unpack(carry, n)
+    if (
+        not isinstance(parts, (tuple, list))
+        or len(parts) != n
+        or not all(is_shape(p) for p in parts)
+    ):
+        got = shape_of(carry) if n == 1 and is_shape(carry) else carry
+        raise _carry_error(name, n, units, got)
+    for p in parts:
+        s = shape_of(p)
+        if len(s) != 2 or s[1] != units or (None not in (batch, s[0]) and s[0] != batch):
+            got = tuple(shape_of(q) for q in parts) if n == 2 else s
+            raise _carry_error(name, n, units, f"{got} for a batch of {batch}")
+    return tuple(parts)
+
+
+def _recurrent(
+    cell: _Cell,
+    return_sequences: bool,
+    return_state: bool,
+    use_bias: bool,
+    w_init: Initializer,
+    u_init: Initializer,
+    dtype: Any,
+    param_dtype: Any,
+    name: str,
+) -> Layer:
+    """The layer skeleton shared by every cell: checks, params, carry, scan and outputs."""
+    units, n = cell.units, cell.carries
+    if not isinstance(units, int) or isinstance(units, bool) or units < 1:
+        raise ValueError(f"{name}: units must be a positive integer, got {units!r}.")
+    _check_flags(
+        name, return_sequences=return_sequences, return_state=return_state, use_bias=use_bias
+    )
+
+    def split(inputs, is_one):
+        if is_one(inputs):
+            return inputs, None
+        if isinstance(inputs, (tuple, list)) and len(inputs) == 2 and is_one(inputs[0]):
+            return inputs[0], inputs[1]
+        raise shape_error(
+            name,
+            f"expected x [batch, time, features] or (x, initial_carry), got {describe(inputs)}.",
+        )
+
+    def init(key, input_shape):
+        x_spec, carry_spec = split(input_shape, is_shape)
+        shape = shape_of(x_spec)
+        if len(shape) != 3:
+            raise _sequence_error(name, shape)
+        if shape[2] is None:
+            raise shape_error(name, f"the feature dimension must be known at init, got {shape}.")
+        if carry_spec is not None:
+            _check_carry_shapes(name, n, units, shape[0], carry_spec)
+        w_key, u_key, b_key = jax.random.split(key, 3)
+        params = {
+            "w": w_init(w_key, (shape[2], cell.gates * units), param_dtype),
+            "u": u_init(u_key, (units, cell.gates * units), param_dtype),
+        }
+        if use_bias:
+            params["b"] = cell.init_bias(b_key, units, param_dtype)
+        y_shape = (shape[0], shape[1], units) if return_sequences else (shape[0], units)
+        if not return_state:
+            return y_shape, params, {}
+        return (y_shape, _pack(((shape[0], units),) * n)), params, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        del key, train
+        x, carry = split(x, lambda a: not isinstance(a, (tuple, list)))
+        x = check_float(name, x)
+        if x.ndim != 3:
+            raise _sequence_error(name, x.shape)
+        w = params["w"]
+        if x.shape[2] != w.shape[0]:
+            raise shape_error(
+                name,
+                f"expected input with {w.shape[0]} features (the size given at init), got "
+                f"shape {x.shape}. Check the previous layer's output, or re-run init with this "
+                "input shape.",
+            )
+        compute_dtype = dtype or x.dtype
+        p = {k: v.astype(compute_dtype) for k, v in params.items()}
+        batch = x.shape[0]
+        if carry is None:
+            parts = tuple(jnp.zeros((batch, units), compute_dtype) for _ in range(n))
+        else:
+            arrays = jax.tree.map(jnp.asarray, carry)
+            shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), arrays)
+            _check_carry_shapes(name, n, units, batch, shapes)
+            parts = tuple(a.astype(compute_dtype) for a in _unpack(arrays, n))
+        # x W for every step at once: one large matmul outside the sequential scan.
+        xw = jnp.einsum("btd,dg->tbg", x.astype(compute_dtype), p["w"])
+
+        def body(c, xw_t):
+            c = cell.step(p, c, xw_t)
+            return c, c[0]
+
+        final, hs = jax.lax.scan(body, parts, xw)
+        y = jnp.swapaxes(hs, 0, 1) if return_sequences else final[0]
+        if not return_state:
+            return y, state
+        return (y, _pack(final)), state
+
+    return Layer(init, apply, name)
+
+
+def _gate(p: dict, h: jax.Array, xw_t: jax.Array) -> jax.Array:
+    z = xw_t + h @ p["u"]
+    return z + expand_to(p["b"], 2) if "b" in p else z
+
+
+def _zeros_bias(
+    shape_of_units: Callable[[int], tuple],
+) -> Callable[[jax.Array, int, Any], jax.Array]:
+    return lambda key, units, dtype: jnp.zeros(shape_of_units(units), dtype)
+
+
+def SimpleRNN(
+    units: int,
+    activation: ActivationLike | None = "tanh",
+    *,
+    return_sequences: bool = False,
+    return_state: bool = False,
+    use_bias: bool = True,
+    w_init: Initializer = _GLOROT,
+    u_init: Initializer = _ORTHOGONAL,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
+    name: str = "SimpleRNN",
+) -> Layer:
+    """The Elman recurrent layer: ``h_t = activation(x_t W + h_{t-1} U + b)``.
+
+    Args:
+        units: the size of the hidden state ``h``.
+        activation: a name from ``funcnet.ACTIVATIONS``, a function, or None (linear).
+        return_sequences: return every step ``[batch, time, units]`` instead of
+            the last ``[batch, units]``.
+        return_state: return ``(y, h_final)`` so the sequence can be continued.
+        use_bias: whether to add ``b``.
+        w_init: initializer of ``w`` ``[features, units]``.
+        u_init: initializer of ``u`` ``[units, units]``.
+        dtype: the computation dtype; None computes in the input's dtype.
+        param_dtype: the dtype in which the params are stored.
+        name: the name used in error paths and summaries.
+
+    Returns:
+        A layer taking ``x`` ``[batch, time, features]`` or ``(x, h0)`` with
+        ``h0`` ``[batch, units]``; params ``{"w", "u", "b": [units]}``.
+
+    Example:
+        >>> import jax, funcnet as fn
+        >>> rnn = fn.SimpleRNN(5, return_sequences=True)
+        >>> rnn.init(jax.random.key(0), (None, 4, 3))[0]
+        (None, 4, 5)
+    """
+    act = get_activation(activation, name)
+
+    def step(p, carry, xw_t):
+        return (act(_gate(p, carry[0], xw_t)),)
+
+    cell = _Cell(units, 1, 1, _zeros_bias(lambda u: (u,)), step)
+    return _recurrent(
+        cell, return_sequences, return_state, use_bias, w_init, u_init, dtype, param_dtype, name
+    )
+
+
+def LSTM(
+    units: int,
+    activation: ActivationLike | None = "tanh",
+    recurrent_activation: ActivationLike | None = "sigmoid",
+    *,
+    return_sequences: bool = False,
+    return_state: bool = False,
+    use_bias: bool = True,
+    unit_forget_bias: bool = True,
+    w_init: Initializer = _GLOROT,
+    u_init: Initializer = _ORTHOGONAL,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
+    name: str = "LSTM",
+) -> Layer:
+    """Long short-term memory, Keras's formulation (gates ``i, f, c, o``).
+
+    Args:
+        units: the size of the hidden state ``h`` and cell state ``c``.
+        activation: applied to the candidate and to ``c`` (default tanh).
+        recurrent_activation: applied to the gates ``i, f, o`` (default sigmoid).
+        return_sequences: return every ``h_t`` ``[batch, time, units]`` instead
+            of the last ``[batch, units]``.
+        return_state: return ``(y, (h_final, c_final))``.
+        use_bias: whether to add ``b`` ``[4*units]``.
+        unit_forget_bias: initialise the forget-gate bias to 1 (else 0).
+        w_init: initializer of ``w`` ``[features, 4*units]``.
+        u_init: initializer of ``u`` ``[units, 4*units]``.
+        dtype: the computation dtype; None computes in the input's dtype.
+        param_dtype: the dtype in which the params are stored.
+        name: the name used in error paths and summaries.
+
+    Returns:
+        A layer taking ``x`` ``[batch, time, features]`` or ``(x, (h0, c0))``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, funcnet as fn
+        >>> lstm = fn.LSTM(5)
+        >>> out_shape, params, state = lstm.init(jax.random.key(0), (None, 4, 3))
+        >>> out_shape, jax.tree.map(jnp.shape, params)
+        ((None, 5), {'b': (20,), 'u': (5, 20), 'w': (3, 20)})
+        >>> params["b"][5:10].tolist()  # the forget gate starts open
+        [1.0, 1.0, 1.0, 1.0, 1.0]
+    """
+    _check_flags(name, unit_forget_bias=unit_forget_bias)
+    act = get_activation(activation, name)
+    gate_act = get_activation(recurrent_activation, name)
+
+    def init_bias(key, units, dtype):
+        forget = jnp.ones if unit_forget_bias else jnp.zeros
+        return jnp.concatenate(
+            [jnp.zeros(units, dtype), forget(units, dtype), jnp.zeros(2 * units, dtype)]
+        )
+
+    def step(p, carry, xw_t):
+        h, c = carry
+        i, f, g, o = jnp.split(_gate(p, h, xw_t), 4, axis=-1)
+        c = gate_act(f) * c + gate_act(i) * act(g)
+        return gate_act(o) * act(c), c
+
+    cell = _Cell(units, 4, 2, init_bias, step)
+    return _recurrent(
+        cell, return_sequences, return_state, use_bias, w_init, u_init, dtype, param_dtype, name
+    )
+
+
+def GRU(
+    units: int,
+    activation: ActivationLike | None = "tanh",
+    recurrent_activation: ActivationLike | None = "sigmoid",
+    *,
+    return_sequences: bool = False,
+    return_state: bool = False,
+    use_bias: bool = True,
+    w_init: Initializer = _GLOROT,
+    u_init: Initializer = _ORTHOGONAL,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
+    name: str = "GRU",
+) -> Layer:
+    """Gated recurrent unit, Keras's default ``reset_after=True`` form (gates ``z, r, h``).
+
+    Args:
+        units: the size of the hidden state ``h``.
+        activation: applied to the candidate state (default tanh).
+        recurrent_activation: applied to the gates ``z, r`` (default sigmoid).
+        return_sequences: return every ``h_t`` ``[batch, time, units]`` instead
+            of the last ``[batch, units]``.
+        return_state: return ``(y, h_final)``.
+        use_bias: whether to add ``b`` ``[2, 3*units]`` (input and recurrent biases).
+        w_init: initializer of ``w`` ``[features, 3*units]``.
+        u_init: initializer of ``u`` ``[units, 3*units]``.
+        dtype: the computation dtype; None computes in the input's dtype.
+        param_dtype: the dtype in which the params are stored.
+        name: the name used in error paths and summaries.
+
+    Returns:
+        A layer taking ``x`` ``[batch, time, features]`` or ``(x, h0)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, funcnet as fn
+        >>> gru = fn.GRU(5, return_sequences=True)
+        >>> out_shape, params, state = gru.init(jax.random.key(0), (None, 4, 3))
+        >>> out_shape, jax.tree.map(jnp.shape, params)
+        ((None, 4, 5), {'b': (2, 15), 'u': (5, 15), 'w': (3, 15)})
+    """
+    act = get_activation(activation, name)
+    gate_act = get_activation(recurrent_activation, name)
+
+    def step(p, carry, xw_t):
+        h = carry[0]
+        hu = h @ p["u"]
+        if "b" in p:
+            xw_t = xw_t + p["b"][0:1]
+            hu = hu + p["b"][1:2]
+        x_z, x_r, x_h = jnp.split(xw_t, 3, axis=-1)
+        h_z, h_r, h_h = jnp.split(hu, 3, axis=-1)
+        z = gate_act(x_z + h_z)
+        r = gate_act(x_r + h_r)
+        candidate = act(x_h + r * h_h)
+        return (z * h + (1 - z) * candidate,)
+
+    cell = _Cell(units, 3, 1, _zeros_bias(lambda u: (2, 3 * u)), step)
+    return _recurrent(
+        cell, return_sequences, return_state, use_bias, w_init, u_init, dtype, param_dtype, name
+    )

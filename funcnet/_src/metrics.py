@@ -1,0 +1,79 @@
+"""Metrics: plain functions ``metric(predictions, targets) -> scalar`` (batch means)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from funcnet._src.losses import mae, mse
+
+Metric = Callable[[Any, Any], jax.Array]
+
+
+def accuracy(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
+    """The fraction of examples whose highest-scoring class is the target.
+
+    Args:
+        predictions: ``[..., classes]`` scores (logits or probabilities).
+        targets: ``[...]`` integer labels, or ``[..., classes]`` one-hot vectors.
+
+    Example:
+        >>> float(accuracy(jnp.array([[0.1, 0.9], [0.8, 0.2]]), jnp.array([1, 1])))
+        0.5
+    """
+    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    if targets.shape == predictions.shape:
+        targets = jnp.argmax(targets, axis=-1)
+    elif predictions.ndim < 1 or targets.shape != predictions.shape[:-1]:
+        raise ValueError(
+            f"accuracy: targets must be labels of shape {predictions.shape[:-1]} or one-hot "
+            f"of shape {predictions.shape}, got {targets.shape}."
+        )
+    return jnp.mean(jnp.argmax(predictions, axis=-1) == targets)
+
+
+def binary_accuracy(
+    predictions: ArrayLike, targets: ArrayLike, *, threshold: float = 0.5
+) -> jax.Array:
+    """The fraction of predictions on the target's side of ``threshold``.
+
+    Args:
+        predictions: probabilities (use ``threshold=0.0`` for logits).
+        targets: the same shape, values 0 or 1.
+
+    Example:
+        >>> float(binary_accuracy(jnp.array([0.2, 0.7, 0.9]), jnp.array([0.0, 1.0, 0.0])))
+        0.6666666865348816
+    """
+    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    if predictions.shape != targets.shape:
+        raise ValueError(
+            f"binary_accuracy: targets must have the predictions' shape {predictions.shape}, "
+            f"got {targets.shape}."
+        )
+    return jnp.mean((predictions > threshold) == (targets > 0.5))
+
+
+METRICS: dict[str, Metric] = {
+    "accuracy": accuracy,
+    "binary_accuracy": binary_accuracy,
+    # Regression losses double as metrics, as in Keras.
+    "mae": mae,
+    "mse": mse,
+}
+"""Metric names accepted wherever a metric may be given as a string."""
+
+
+def get_metric(metric: str | Metric) -> tuple[str, Metric]:
+    """Resolves a metric by name or function, returning ``(name, function)``."""
+    if isinstance(metric, str):
+        if metric in METRICS:
+            return metric, METRICS[metric]
+        raise ValueError(f"unknown metric {metric!r}. Valid names: {', '.join(sorted(METRICS))}.")
+    if callable(metric):
+        return getattr(metric, "__name__", "metric"), metric
+    raise TypeError(f"a metric must be a name or a function, got {type(metric).__name__}.")

@@ -1,0 +1,314 @@
+"""``fit``: Keras-style training on a compiled engine.
+
+``fit`` validates its arguments, builds an engine (:mod:`funcnet.engine`) for
+in-memory arrays or for a stream of batches, and runs epochs of it with
+validation, callbacks, checkpoints and a progress display in between. How the
+engine runs an epoch, and why, is in :mod:`funcnet.engine` and
+``docs/training.md``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from funcnet._src.compilation_cache import enable_compilation_cache
+from funcnet._src.core import Layer
+from funcnet._src.files.manager import checkpoint_callback, resume_fit
+from funcnet._src.losses import Loss, get_loss
+from funcnet._src.metrics import Metric, get_metric
+from funcnet._src.parallel.sharding import ParamRule
+from funcnet._src.parallel.sharding import layout as make_layout
+from funcnet._src.training.callbacks import Callback, Run, TerminateOnNaN, as_callback
+from funcnet._src.training.data import (
+    as_arrays,
+    check_pair,
+    split_validation,
+)
+from funcnet._src.training.engine import (
+    ArrayEngine,
+    Engine,
+    StreamEngine,
+    Training,
+)
+from funcnet._src.training.inference import eval_program, evaluate_arrays
+from funcnet._src.training.progress import Progress
+from funcnet._src.training.step import History, TrainState
+
+LOOPS = ("auto", "scan", "python")
+NONFINITE = ("stop", "skip", "ignore")
+
+
+class FitResult(NamedTuple):
+    """What :func:`fit` returns.
+
+    Attributes:
+        train_state: the final :class:`TrainState` (pass it to ``fit`` again to continue).
+        history: per-epoch logs, ``{"loss": [...], "val_loss": [...], <metric>: [...]}``.
+        stop_reason: why training ended early (a callback's message), or None.
+    """
+
+    train_state: TrainState
+    history: History
+    stop_reason: str | None = None
+
+    @property
+    def params(self) -> Any:
+        return self.train_state.params
+
+    @property
+    def state(self) -> Any:
+        return self.train_state.state
+
+    @property
+    def opt_state(self) -> Any:
+        return self.train_state.opt_state
+
+
+def _check_options(epochs: Any, loop: str, on_nonfinite: str, steps_per_execution: Any) -> None:
+    if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 0:
+        raise ValueError(f"fit: epochs must be an integer >= 0, got {epochs!r}.")
+    if loop not in LOOPS:
+        raise ValueError(f"fit: loop must be one of {', '.join(LOOPS)}, got {loop!r}.")
+    if on_nonfinite not in NONFINITE:
+        raise ValueError(
+            f"fit: on_nonfinite must be one of {', '.join(NONFINITE)}, got {on_nonfinite!r}."
+        )
+    if steps_per_execution is not None and (
+        not isinstance(steps_per_execution, (int, np.integer)) or steps_per_execution < 1
+    ):
+        raise ValueError(
+            f"fit: steps_per_execution must be a positive integer or None, got {steps_per_execution!r}."
+        )
+
+
+def _resolve_verbose(verbose: int | str) -> int:
+    if verbose == "auto":
+        return 1 if sys.stderr is not None and sys.stderr.isatty() else 0
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"fit: verbose must be 0, 1, 2 or 'auto', got {verbose!r}.")
+    return int(verbose)
+
+
+def _is_batch_stream(x: Any, y: Any) -> bool:
+    if y is not None:
+        return False
+    # A tuple stays "several input arrays"; a list or any other iterable is a stream.
+    return isinstance(x, Iterable) and not isinstance(x, (np.ndarray, jax.Array, tuple, dict))
+
+
+def fit(
+    net: Layer,
+    x: Any,
+    y: Any = None,
+    *,
+    loss: str | Loss,
+    optimizer: optax.GradientTransformation,
+    epochs: int = 1,
+    batch_size: int | None = None,
+    shuffle: bool = True,
+    metrics: Sequence[str | Metric] = (),
+    key: jax.Array | int | None = None,
+    train_state: TrainState | None = None,
+    checkpoint: Any = None,
+    resume: Any = False,
+    validation_data: tuple[Any, Any] | None = None,
+    validation_split: float = 0.0,
+    callbacks: Sequence[Any] = (),
+    verbose: int | str = "auto",
+    steps_per_execution: int | None = None,
+    steps_per_epoch: int | None = None,
+    loop: str = "auto",
+    on_nonfinite: str = "stop",
+    prefetch: int = 2,
+    mesh: Mesh | Sequence[Any] | None = None,
+    data_axis: str = "data",
+    param_sharding: str | ParamRule | None = None,
+) -> FitResult:
+    """Trains ``net`` on ``(x, y)`` for ``epochs`` passes, like Keras's ``model.fit``.
+
+    Args:
+        net: the model.
+        x: inputs ``[n, ...]`` (a tuple of arrays for several inputs), or an
+            iterable of ``(x, y)`` batches for data that does not fit in memory
+            (then leave ``y`` as None).
+        y: targets ``[n, ...]`` (a tuple for several outputs).
+        loss: a loss function or name ("mse", "binary_crossentropy", ...).
+        optimizer: an optax optimizer, e.g. ``optax.sgd(0.01)``.
+        epochs: passes over the data (0 trains nothing).
+        batch_size: examples per step; None means ``min(32, n)``. Must not
+            exceed the number of examples.
+        shuffle: reshuffle the examples every epoch, on the device.
+        metrics: metric functions or names, logged per epoch (on the device).
+        key: key or integer seed for init, shuffling and dropout (default 0).
+        train_state: continue from this state (e.g. ``result.train_state``)
+            instead of initialising. Its buffers are donated: do not reuse it.
+        checkpoint: a :class:`~funcnet.CheckpointManager` or a directory: save
+            the train state and history there after every epoch (see
+            ``docs/checkpoints.md``). With several processes, process 0
+            writes (after gathering sharded arrays) and the directory must be
+            one every process sees.
+        resume: True continues from ``checkpoint``'s newest checkpoint; a
+            manager, directory or checkpoint file continues from there. A
+            new or empty directory starts afresh. ``epochs`` is the total:
+            a run saved after 5 epochs, resumed with ``epochs=10``, trains 5
+            more, exactly as if it had never stopped; the history continues.
+        validation_data: ``(x_val, y_val)`` evaluated after every epoch
+            (logged as ``val_loss`` and ``val_<metric>``).
+        validation_split: hold out this last fraction of ``(x, y)`` (taken
+            before shuffling, as Keras does) as validation data.
+        callbacks: :class:`~funcnet.callbacks.Callback` objects, objects with
+            ``on_epoch_end(epoch, logs)``, or functions ``f(epoch, logs)``.
+        verbose: 0 silent, 1 a progress bar, 2 one line per epoch; "auto" (the
+            default) is 1 when stderr is a terminal and 0 otherwise (logs, pipes, CI).
+        steps_per_execution: steps per compiled chunk (None: a whole epoch);
+            smaller chunks update the progress bar more often.
+        steps_per_epoch: for an iterator of batches, the batches per epoch
+            (None: one pass over the iterable per epoch).
+        loop: "scan", "python" (a Python loop of jitted steps) or "auto".
+        on_nonfinite: "stop" (keep the last finite state and stop), "skip"
+            (skip non-finite updates and go on), or "ignore" (no guard: apply
+            every update; saves the guard's cost, a few percent on large models).
+        prefetch: batches of a stream moved to the device ahead of use.
+        mesh: data parallelism over a ``jax.sharding.Mesh`` or a list of
+            devices (see ``docs/data-parallel.md``). Each batch is split over
+            the data axis, the train state replicated, XLA adds the collectives.
+            ``batch_size`` must be a multiple of the data axis' size ``d``
+            (None: ``min(32, n)`` rounded down to one); the last partial batch
+            of an epoch is trimmed to a multiple of ``d`` (at most ``d - 1``
+            examples, different ones each epoch, sit out). In-memory arrays
+            are replicated on every device (the same on every process); a
+            stream yields this process's share of each batch (see
+            :func:`funcnet.distributed.process_share`). Logs and the progress
+            bar come from process 0 only.
+        data_axis: the mesh axis the batch is split over.
+        param_sharding: None (replicated), ``"fsdp"`` or :func:`funcnet.fsdp`
+            (large leaves sharded over the data axis), or a rule
+            ``rule(path, leaf, mesh, data_axis) -> PartitionSpec``.
+
+    Returns:
+        A :class:`FitResult`: ``result.params``, ``result.state``,
+        ``result.opt_state``, ``result.train_state``, ``result.history``
+        (one value per epoch for each log) and ``result.stop_reason``.
+
+    Example:
+        >>> import numpy as np, optax, funcnet as fn
+        >>> x = np.array([[-1.0], [0.0], [1.0], [2.0], [3.0], [4.0]]); y = 2 * x - 1
+        >>> result = fn.fit(fn.Dense(1), x, y, loss="mse", optimizer=optax.sgd(0.05), epochs=200)
+        >>> round(float(fn.predict(fn.Dense(1), result.params, result.state, np.array([[10.0]]))[0, 0]))
+        19
+    """
+    loss_fn = get_loss(loss)
+    metric_fns = tuple(get_metric(m) for m in metrics)
+    _check_options(epochs, loop, on_nonfinite, steps_per_execution)
+    verbose = _resolve_verbose(verbose)
+    placement = make_layout(mesh, data_axis, param_sharding, "fit")
+    if placement is not None and jax.process_index() != 0:
+        verbose = 0  # one progress bar per run, not one per process
+    enable_compilation_cache()
+    training = Training(net, loss_fn, optimizer, metric_fns, on_nonfinite, placement)
+    if _is_batch_stream(x, y):
+        if validation_split:
+            raise ValueError(
+                "fit: validation_split needs in-memory arrays; with a stream of batches pass "
+                "validation_data=(x_val, y_val)."
+            )
+        stream = StreamEngine(training)
+        stream.prepare_stream(x, epochs, steps_per_epoch, prefetch, key, train_state)
+        engine: Engine = stream
+    else:
+        if y is None:
+            raise ValueError(
+                "fit: y is missing. Pass targets as fit(net, x, y, ...), or an iterable of "
+                "(x, y) batches as x."
+            )
+        x, y = as_arrays(x), as_arrays(y)
+        if validation_split:
+            if validation_data is not None:
+                raise ValueError("fit: give validation_data or validation_split, not both.")
+            x, y, x_val, y_val = split_validation(x, y, validation_split)
+            validation_data = (x_val, y_val)
+        engine = ArrayEngine(training)
+        engine.prepare_arrays(
+            x, y, batch_size, shuffle, steps_per_execution, loop, key, train_state
+        )
+    validator = _validator(net, loss_fn, metric_fns, validation_data, batch_size)
+    engine.ts, initial_epoch, history = resume_fit(
+        resume, checkpoint, engine.ts, net, engine.input_spec, train_state is not None
+    )
+    saver = checkpoint_callback(checkpoint, net, engine.input_spec)
+    hooks = [*callbacks, saver] if saver is not None else callbacks  # last: sees every log
+    return _train(engine, epochs, hooks, on_nonfinite, verbose, validator, initial_epoch, history)
+
+
+def _validator(
+    net: Layer,
+    loss: Loss,
+    metrics: tuple[tuple[str, Metric], ...],
+    validation_data: tuple[Any, Any] | None,
+    batch_size: int | None,
+) -> Callable[[TrainState], dict[str, float]] | None:
+    if validation_data is None:
+        return None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise ValueError("fit: validation_data must be a pair (x_val, y_val).")
+    x_val, y_val = as_arrays(validation_data[0]), as_arrays(validation_data[1])
+    n_val = check_pair("fit (validation_data)", x_val, y_val)
+    program = eval_program(net, loss, metrics)
+    size = min(batch_size or 256, n_val)
+
+    def validate(ts: TrainState) -> dict[str, float]:
+        logs = evaluate_arrays(program, ts.params, ts.state, x_val, y_val, n_val, size)
+        return {f"val_{name}": value for name, value in logs.items()}
+
+    return validate
+
+
+def _train(
+    engine: Engine,
+    epochs: int,
+    callbacks: Sequence[Any],
+    on_nonfinite: str,
+    verbose: int,
+    validator: Callable[[TrainState], dict[str, float]] | None,
+    initial_epoch: int = 0,
+    history: History | None = None,
+) -> FitResult:
+    names = [*engine.log_names, *(f"val_{n}" for n in engine.log_names if validator)]
+    history = {**{name: [] for name in names}, **(history or {})}
+    run = Run(train_state=engine.ts, history=history, epochs=epochs)
+    hooks: list[Callback] = [as_callback(c) for c in callbacks]
+    if on_nonfinite == "stop" and not any(isinstance(c, TerminateOnNaN) for c in hooks):
+        hooks.insert(0, TerminateOnNaN())
+    for hook in hooks:
+        hook.set_run(run)
+    for hook in hooks:
+        hook.on_train_begin()
+    progress = Progress(verbose, epochs, engine.steps_per_epoch)
+    try:
+        for epoch in range(initial_epoch, epochs):
+            run.epoch = epoch
+            engine.ts = run.train_state
+            logs, first_bad = engine.run_epoch(epoch, progress)
+            run.train_state = engine.ts
+            run.extra["nonfinite"] = None if first_bad < 0 else (epoch, first_bad)
+            if validator is not None:
+                logs.update(validator(run.train_state))
+            for hook in hooks:
+                hook.on_epoch_end(epoch, logs)
+            for name, value in logs.items():
+                run.history.setdefault(name, []).append(value)
+            progress.epoch_done(epoch, logs)
+            if run.stop_training:
+                break
+        for hook in hooks:
+            hook.on_train_end()
+    finally:
+        progress.close(run.stop_reason)
+    return FitResult(run.train_state, run.history, run.stop_reason)

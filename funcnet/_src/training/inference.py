@@ -1,0 +1,114 @@
+"""Inference: ``predict`` and ``evaluate``, compiled once per model and batch shape."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from funcnet._src.core import Layer, Params, State
+from funcnet._src.losses import Loss, get_loss
+from funcnet._src.metrics import Metric, get_metric
+from funcnet._src.training.data import as_arrays, check_pair, num_examples, take
+
+
+@functools.lru_cache(maxsize=64)
+def _predict_program(net: Layer) -> Callable:
+    def forward(params, state, x):
+        return net.apply(params, state, x, train=False)[0]
+
+    return jax.jit(forward)
+
+
+@functools.lru_cache(maxsize=64)
+def eval_program(net: Layer, loss: Loss, metrics: tuple[tuple[str, Metric], ...]) -> Callable:
+    """``(params, state, x, y) -> {name: sum over the batch}``: losses and metrics on the device."""
+
+    def sums(params, state, x, y):
+        predictions = net.apply(params, state, x, train=False)[0]
+        count = jax.tree.leaves(y)[0].shape[0]
+        out = {"loss": loss(predictions, y) * count}
+        for name, metric in metrics:
+            out[name] = metric(predictions, y) * count
+        return out
+
+    return jax.jit(sums)
+
+
+def batches(n: int, batch_size: int | None) -> list[slice]:
+    """Consecutive slices of at most ``batch_size`` (all ``n`` when None)."""
+    size = n if batch_size is None else max(1, int(batch_size))
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)] or [slice(0, 0)]
+
+
+def evaluate_arrays(
+    program: Callable, params: Params, state: State, x: Any, y: Any, n: int, batch_size: int | None
+) -> dict[str, float]:
+    """Means over all examples of the sums that ``program`` computes per batch."""
+    totals: dict[str, jax.Array] = {}
+    for s in batches(n, batch_size):
+        for name, value in program(params, state, take(x, s), take(y, s)).items():
+            totals[name] = totals[name] + value if name in totals else value
+    return {name: float(value) / n for name, value in jax.device_get(totals).items()}
+
+
+def predict(
+    net: Layer, params: Params, state: State, x: Any, *, batch_size: int | None = None
+) -> Any:
+    """The model's outputs for ``x`` in inference mode (``train=False``).
+
+    Args:
+        net: the model.
+        params, state: from ``init`` or ``fit`` (``result.params, result.state``).
+        x: inputs, ``[n, ...]``.
+        batch_size: split the computation into batches of this size (default: one batch).
+
+    Returns:
+        The outputs, ``[n, ...]``.
+
+    Example:
+        >>> import jax, numpy as np, funcnet as fn
+        >>> net = fn.Dense(2)
+        >>> _, params, state = net.init(jax.random.key(0), (None, 3))
+        >>> fn.predict(net, params, state, np.ones((4, 3), np.float32)).shape
+        (4, 2)
+    """
+    x = as_arrays(x)
+    n = num_examples("predict", "x", x)
+    forward = _predict_program(net)
+    parts = [forward(params, state, take(x, s)) for s in batches(n, batch_size)]
+    if len(parts) == 1:
+        return parts[0]
+    return jax.tree.map(lambda *p: jnp.concatenate(p), *parts)
+
+
+def evaluate(
+    net: Layer,
+    params: Params,
+    state: State,
+    x: Any,
+    y: Any,
+    *,
+    loss: str | Loss,
+    metrics: Sequence[str | Metric] = (),
+    batch_size: int | None = None,
+) -> dict[str, float]:
+    """The loss and metrics of the model on ``(x, y)``, in inference mode.
+
+    Returns:
+        ``{"loss": value, <metric>: value, ...}``, each a mean over all examples.
+
+    Example:
+        >>> import jax, numpy as np, funcnet as fn
+        >>> net = fn.Dense(1, w_init=jax.nn.initializers.ones)
+        >>> _, params, state = net.init(jax.random.key(0), (None, 1))
+        >>> fn.evaluate(net, params, state, np.ones((4, 1), np.float32), np.zeros((4, 1)), loss="mse")
+        {'loss': 1.0}
+    """
+    x, y = as_arrays(x), as_arrays(y)
+    n = check_pair("evaluate", x, y)
+    program = eval_program(net, get_loss(loss), tuple(get_metric(m) for m in metrics))
+    return evaluate_arrays(program, params, state, x, y, n, batch_size)

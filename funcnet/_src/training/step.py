@@ -1,0 +1,233 @@
+"""The train state and the jitted train step.
+
+The train step is one pure function ``step(train_state, batch) -> (train_state,
+loss)`` over a :class:`TrainState` NamedTuple, so it works with ``jax.jit``,
+buffer donation, sharding and checkpointing. ``funcnet.fit`` builds its
+compiled loops from the same step (:func:`train_step_with_logs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from funcnet._src.core import Layer, Params, State
+from funcnet._src.losses import Loss, get_loss
+from funcnet._src.metrics import Metric
+from funcnet._src.parallel.sharding import Layout, ParamRule
+from funcnet._src.parallel.sharding import layout as make_layout
+from funcnet._src.training.init_program import run_compiled
+
+History = dict[str, list[float]]
+"""Per-epoch logs, as Keras's ``History.history``: ``{"loss": [...], ...}``."""
+
+
+class TrainState(NamedTuple):
+    """Everything a training run carries from one step to the next.
+
+    Attributes:
+        params: the model's trainable parameters.
+        state: the model's non-trainable state (e.g. batch-norm statistics).
+        opt_state: the optax optimizer's state.
+        step: the number of steps taken, an int32 scalar.
+        key: the run's base key; step ``i`` uses ``fold_in(key, i)``.
+    """
+
+    params: Params
+    state: State
+    opt_state: optax.OptState
+    step: jax.Array
+    key: jax.Array
+
+
+def as_key(key: jax.Array | int | None) -> jax.Array:
+    """A PRNG key from a key, an integer seed, or None (seed 0)."""
+    if key is None:
+        return jax.random.key(0)
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.key(int(key))
+    if isinstance(key, jax.Array) and (
+        jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.shape == (2,)
+    ):
+        return key
+    raise TypeError(
+        f"key must be a jax.random.key(...) or an integer seed, got {type(key).__name__}: {key!r}."
+    )
+
+
+def init_train_state(
+    net: Layer,
+    optimizer: optax.GradientTransformation,
+    input_shape: Any,
+    *,
+    key: jax.Array | int | None = None,
+) -> TrainState:
+    """Initialises params, state and optimizer state for training ``net``.
+
+    Args:
+        net: the model.
+        optimizer: an optax optimizer.
+        input_shape: the model's input shape (batch may be ``None``).
+        key: a key or integer seed (default 0) for init and for training randomness.
+
+    Example:
+        >>> import optax, funcnet as fn
+        >>> ts = fn.init_train_state(fn.Dense(1), optax.sgd(0.01), (None, 1), key=0)
+        >>> int(ts.step)
+        0
+    """
+
+    def build(key: jax.Array) -> TrainState:
+        init_key, train_key = jax.random.split(key)
+        _, params, state = net.init(init_key, input_shape)
+        return TrainState(
+            params, state, optimizer.init(params), jnp.zeros((), jnp.int32), train_key
+        )
+
+    # One compiled program rather than dozens of eager operations (funcnet/init_program.py).
+    return run_compiled(build, as_key(key), identity=(net, optimizer, input_shape))
+
+
+def _check_scalar_loss(value: Any) -> None:
+    if jnp.shape(value) != ():
+        raise ValueError(
+            f"the loss must return a scalar (the mean over the batch), got shape {jnp.shape(value)}. "
+            "End it with jnp.mean(...)."
+        )
+
+
+class StepResult(NamedTuple):
+    """What :func:`train_step_with_logs`'s step returns."""
+
+    train_state: TrainState  # after the step (unchanged if the update was not applied)
+    logs: dict[str, jax.Array]  # the loss and the metrics on this batch
+    finite: jax.Array  # whether the loss and the gradients were all finite
+    applied: jax.Array  # whether the update was applied
+
+
+def _all_finite(value: jax.Array, grads: Any) -> jax.Array:
+    # A sum is finite exactly when every term is (barring overflow past 3e38,
+    # where training has diverged anyway); one reduction per leaf, no squares
+    # (a norm would call gradients above 1e19 non-finite).
+    total = sum((jnp.sum(g, dtype=jnp.float32) for g in jax.tree.leaves(grads)), value)
+    return jnp.isfinite(total)
+
+
+def train_step_with_logs(
+    net: Layer,
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    metrics: tuple[tuple[str, Metric], ...] = (),
+    layout: Layout | None = None,
+    where: str = "fit",
+    guard: bool = False,
+) -> Callable[..., StepResult]:
+    """The pure train step ``step(ts, batch, allowed=True) -> StepResult``.
+
+    Without ``guard`` every update is applied. With ``guard``, the update
+    (params, model state, optimizer state and step count) is applied only if
+    the loss and the gradients are finite and ``allowed`` (a traced bool) is
+    true; otherwise the train state comes back unchanged. The choice is a
+    ``lax.cond`` around the optimizer update, not a ``jnp.where`` over the
+    whole state: the update then runs in place, and the guard costs about
+    nothing (measured in ``docs/training.md``).
+
+    With a ``layout`` (:func:`funcnet.sharding.layout`) the batch is split over
+    the mesh's data axis and the train state kept in its layout; XLA inserts
+    the collectives (a batch that cannot be split is an error naming ``where``).
+    """
+
+    def step(ts: TrainState, batch: Any, allowed: Any = True) -> StepResult:
+        if layout is not None:
+            batch = layout.constrain_batch(where, batch)
+            ts = layout.constrain_state(ts)
+        x, y = batch
+        step_key = jax.random.fold_in(ts.key, ts.step)
+
+        def objective(params):
+            predictions, new_state = net.apply(params, ts.state, x, key=step_key, train=True)
+            value = loss(predictions, y)
+            _check_scalar_loss(value)
+            return value, (new_state, predictions)
+
+        (value, (new_state, predictions)), grads = jax.value_and_grad(objective, has_aux=True)(
+            ts.params
+        )
+        logs = {"loss": value}
+        for name, metric in metrics:
+            logs[name] = metric(jax.lax.stop_gradient(predictions), y)
+        finite = _all_finite(value, grads)
+
+        def update(ts: TrainState) -> TrainState:
+            updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
+            params = optax.apply_updates(ts.params, updates)
+            new_ts = TrainState(params, new_state, opt_state, ts.step + 1, ts.key)
+            return layout.constrain_state(new_ts) if layout is not None else new_ts
+
+        if not guard:
+            return StepResult(update(ts), logs, finite, jnp.ones((), bool))
+        applied = finite & allowed
+        return StepResult(jax.lax.cond(applied, update, lambda ts: ts, ts), logs, finite, applied)
+
+    return step
+
+
+def make_train_step(
+    net: Layer,
+    loss: str | Loss,
+    optimizer: optax.GradientTransformation,
+    *,
+    donate: bool = True,
+    mesh: Mesh | Sequence[Any] | None = None,
+    data_axis: str = "data",
+    param_sharding: str | ParamRule | None = None,
+) -> Callable[[TrainState, Any], tuple[TrainState, jax.Array]]:
+    """Builds the jitted step ``step(train_state, (x, y)) -> (train_state, loss)``.
+
+    The step computes the loss and its gradient with respect to the params,
+    applies the optimizer, threads the model state and advances ``step``.
+    Stochastic layers get ``fold_in(train_state.key, train_state.step)``.
+
+    Args:
+        net: the model.
+        loss: a loss function ``loss(predictions, targets) -> scalar`` or its name.
+        optimizer: an optax optimizer.
+        donate: donate the input train state's buffers, so params update in
+            place; the train state passed in must not be used again.
+        mesh: data parallelism: a ``jax.sharding.Mesh`` or a list of devices.
+            Each batch is split along its leading axis over the data axis (its
+            size must be a multiple of that axis' size) and the train state is
+            replicated; XLA inserts the all-reduces. Place the train state once
+            with :func:`funcnet.place_train_state` and, across processes, build
+            batches with :func:`funcnet.shard_batch`.
+        data_axis: the mesh axis the batch is split over.
+        param_sharding: None (replicated), ``"fsdp"`` or :func:`funcnet.fsdp`
+            (large leaves sharded over the data axis), or a rule
+            ``rule(path, leaf, mesh, data_axis) -> PartitionSpec``.
+
+    Example:
+        >>> import jax.numpy as jnp, optax, funcnet as fn
+        >>> net, opt = fn.Dense(1), optax.sgd(0.1)
+        >>> ts = fn.init_train_state(net, opt, (None, 1), key=0)
+        >>> step = fn.make_train_step(net, fn.mse, opt)
+        >>> x = jnp.array([[0.0], [1.0]]); y = 2 * x - 1
+        >>> ts, loss = step(ts, (x, y))
+        >>> int(ts.step)
+        1
+    """
+    placement = make_layout(mesh, data_axis, param_sharding, "make_train_step")
+    logged = train_step_with_logs(
+        net, get_loss(loss), optimizer, layout=placement, where="train step"
+    )
+
+    def step(ts: TrainState, batch: Any) -> tuple[TrainState, jax.Array]:
+        result = logged(ts, batch)
+        return result.train_state, result.logs["loss"]
+
+    return jax.jit(step, donate_argnums=(0,) if donate else ())
