@@ -19,4 +19,5 @@ def main() -> str:
 
 
 if __name__ == "__main__":
+    fn.enable_compilation_cache()  # a second run loads its programs from disk
     main()

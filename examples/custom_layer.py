@@ -138,4 +138,5 @@ def main(epochs: int = 200, n: int = 256, verbose: bool = True) -> dict[str, Any
 
 
 if __name__ == "__main__":
+    fn.enable_compilation_cache()  # a second run loads its programs from disk
     main()

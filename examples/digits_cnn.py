@@ -62,4 +62,5 @@ def main(epochs: int = 25, verbose: int | str = "auto") -> float:
 
 
 if __name__ == "__main__":
+    fn.enable_compilation_cache()  # a second run loads its programs from disk
     main()

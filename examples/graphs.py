@@ -88,4 +88,5 @@ def main(epochs: int = 30, n: int = 256) -> dict[str, list[float]]:
 
 
 if __name__ == "__main__":
+    fn.enable_compilation_cache()  # a second run loads its programs from disk
     main()

@@ -29,4 +29,5 @@ def main(epochs: int = 500) -> float:
 
 
 if __name__ == "__main__":
+    fn.enable_compilation_cache()  # a second run loads its programs from disk
     main()

@@ -34,4 +34,5 @@ def main(steps: int = 10_000) -> float:
 
 
 if __name__ == "__main__":
+    fn.enable_compilation_cache()  # a second run loads its programs from disk
     main()

@@ -38,4 +38,5 @@ def main(max_epochs: int = 20_000, tolerance: float = 0.02, chunk: int = 500) ->
 
 
 if __name__ == "__main__":
+    fn.enable_compilation_cache()  # a second run loads its programs from disk
     main()

@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import funcnet as fn
-from funcnet.__main__ import main
+from funcnet._src.playground.cli import main
 from funcnet.playground import (
     PlaygroundConfig,
     PlaygroundFeatures,

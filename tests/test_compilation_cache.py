@@ -1,0 +1,92 @@
+"""The persistent compilation cache is opt-in; fit changes no JAX setting."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+import funcnet as fn
+
+CACHE_KEYS = (
+    "jax_compilation_cache_dir",
+    "jax_compilation_cache_max_size",
+    "jax_persistent_cache_min_compile_time_secs",
+    "jax_persistent_cache_min_entry_size_bytes",
+)
+
+
+@pytest.fixture
+def restore_cache_config():
+    saved = {k: jax.config.values[k] for k in CACHE_KEYS}
+    yield
+    for k, v in saved.items():
+        jax.config.update(k, v)
+
+
+def test_fit_leaves_every_jax_setting_alone(monkeypatch):
+    monkeypatch.delenv("FUNCNET_COMPILATION_CACHE", raising=False)
+    before = dict(jax.config.values)
+    x = np.linspace(-1, 1, 8, dtype=np.float32)[:, None]
+    fn.fit(fn.Dense(1), x, 2 * x, loss="mse", optimizer=optax.sgd(0.1), epochs=2, verbose=0)
+    assert dict(jax.config.values) == before
+
+
+def test_enable_sets_a_bounded_cache_in_the_folder(tmp_path, restore_cache_config):
+    jax.config.update("jax_compilation_cache_dir", None)
+    folder = fn.enable_compilation_cache(tmp_path / "cache", max_bytes=1 << 20)
+    assert folder == str(tmp_path / "cache") and (tmp_path / "cache").is_dir()
+    assert jax.config.values["jax_compilation_cache_dir"] == folder
+    assert jax.config.values["jax_compilation_cache_max_size"] == 1 << 20
+    assert jax.config.values["jax_persistent_cache_min_compile_time_secs"] == 0.0
+
+
+def test_enable_keeps_a_cache_the_user_configured(tmp_path, restore_cache_config):
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "mine"))
+    jax.config.update("jax_compilation_cache_max_size", -1)
+    assert fn.enable_compilation_cache(tmp_path / "other") == str(tmp_path / "mine")
+    assert jax.config.values["jax_compilation_cache_dir"] == str(tmp_path / "mine")
+    assert jax.config.values["jax_compilation_cache_max_size"] == -1
+    assert not (tmp_path / "other").exists()
+
+
+def test_an_unwritable_folder_warns_and_trains_without(tmp_path, restore_cache_config):
+    jax.config.update("jax_compilation_cache_dir", None)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.warns(
+        UserWarning, match=r"cannot create the cache folder .*without the persistent cache"
+    ):
+        assert fn.enable_compilation_cache(blocker / "cache") is None
+    assert jax.config.values["jax_compilation_cache_dir"] is None
+
+
+@pytest.mark.parametrize("bad", [0, -5, 1.5, True, "1GB"])
+def test_max_bytes_must_be_a_positive_integer(bad):
+    with pytest.raises(ValueError, match=r"max_bytes must be a positive integer, got"):
+        fn.enable_compilation_cache(max_bytes=bad)
+
+
+def test_the_environment_variable_turns_it_on_at_the_first_fit(tmp_path):
+    script = textwrap.dedent(
+        """
+        import jax, numpy as np, optax
+        import funcnet as fn
+        assert not jax.config.values["jax_compilation_cache_dir"]
+        x = np.ones((4, 1), np.float32)
+        fn.fit(fn.Dense(1), x, x, loss="mse", optimizer=optax.sgd(0.1), epochs=1, verbose=0)
+        print(jax.config.values["jax_compilation_cache_dir"])
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COMPILATION", "FUNCNET_"))}
+    env.update(FUNCNET_COMPILATION_CACHE="1", FUNCNET_COMPILATION_CACHE_DIR=str(tmp_path / "c"))
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(tmp_path / "c")
+    assert any((tmp_path / "c").iterdir())  # programs were written
