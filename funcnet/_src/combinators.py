@@ -1,23 +1,17 @@
 """Combinators: layers built from layers.
 
-Each combinator returns a :class:`~funcnet.core.Layer`. Children may be
-layers or plain functions ``f(x) -> y``. Errors raised by a child carry its
-path (``serial[2].parallel[1].Dense``), and :func:`funcnet.summary` lists it.
+``serial``, ``parallel``, ``branches``, ``fanout``, the fan-ins, ``residual``
+and ``repeat``. Each returns a :class:`~funcnet.Layer`; children may be layers
+or plain functions ``f(x) -> y``. Params of a combinator are tuples with one
+entry per child, errors raised by a child carry its path
+(``serial[2].parallel[1].Dense``), and :func:`funcnet.summary` lists it. The
+decisions behind the params layout, the shape checks and ``repeat``'s scan
+are in ``docs/combinators.md``.
 
-Design decisions:
-
-* Params and state of a combinator with several children are tuples with one
-  entry per child, in order, and a child's path segment is its index in that
-  tuple: ``residual[1]`` is ``params[1]``, the projection. Combinators without
-  children (``fanout``, the fan-ins) have ``{}`` params, like any
-  parameterless layer.
-* Several inputs or outputs are tuples (of arrays in ``apply``, of shapes in
-  ``init``); a list is accepted as input and tuples come out.
-* ``fan_in_sum`` (and ``funcnet.blocks.residual``) never broadcast: shapes must be equal, and
-  the error names both. Silent broadcasting of ``(None, 1)`` against
-  ``(None, 4)`` trains without complaint and computes the wrong model.
-  ``None`` (unknown) dimensions are compatible with anything at init; ``apply``
-  checks the concrete shapes.
+>>> import jax, funcnet as fn
+>>> net = fn.serial(fn.Dense(4), fn.residual(fn.Dense(4)), fn.Dense(1))
+>>> net.init(jax.random.key(0), (None, 3))[0]
+(None, 1)
 """
 
 from __future__ import annotations

@@ -6,29 +6,8 @@ residuals and the output's cotangent to the cotangents of the params and of
 the input; it is ``jax.custom_vjp`` in the layer contract.
 :func:`check_layer_grads` compares the gradients a model actually uses with
 autodiff of the plain forward (or of a reference rule) and with central
-finite differences, in float64, path by path.
-
-Design decisions:
-
-* ``backward`` returns cotangents with the structure and shapes of
-  ``(params, x)``. They are checked when the backward is traced, so a wrong
-  shape is an error naming the layer and the offending entry instead of a
-  failure deep inside ``jax.custom_vjp``. Dtypes are cast to the primal's
-  (so a backward may compute in float32 for a bfloat16 input), and ``None``
-  means a zero cotangent for the params or for ``x``; an integer input gets
-  JAX's ``float0`` zeros, as custom_vjp requires.
-* The check builds the ``jax.custom_vjp`` function at each trace of
-  ``apply``, closing over the shapes of that trace (per example under
-  ``vmap``), since the backward alone does not see the primal shapes.
-* The checker's autodiff reference switches every custom backward in the
-  model off at trace time (a context variable read by ``apply``), so one
-  call checks a whole model built with ``serial``, not only a lone layer.
-* The checker projects the outputs onto a fixed random cotangent ``v`` and
-  differentiates the scalar ``sum(y * v)``: one backward pass tests the whole
-  vector-Jacobian product, and finite differences need only scalar evaluations.
-* A mismatch is reported per tree path (``params[1]['w']``, ``x``) with the
-  largest absolute error, and the error raised names the worst path, because
-  "gradients differ" alone does not say which formula to fix.
+finite differences, in float64, path by path. The decisions behind both are
+in ``docs/combinators.md`` (section "Custom backward passes").
 """
 
 from __future__ import annotations

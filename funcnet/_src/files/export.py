@@ -7,23 +7,10 @@ baked in as constants. Another project needs only jax to run it::
     exported = jax.export.deserialize(bytearray(open(path, "rb").read()))
     y = exported.call(x)
 
-Decisions:
-
-* **Symbolic batch.** Every ``None`` in ``input_shape`` becomes a symbolic
-  dimension: the leading one is ``batch``, shared by all inputs; others are
-  ``d1``, ``d2``, ... So one file serves any batch size, without recompiling
-  the exported module.
-* **Weights inside.** The params and state are constants of the module, so
-  the file is self-contained: one file, one ``deserialize``, no weight files
-  and no funcnet. (For very large models, keep the weights apart with
-  :func:`funcnet.save`, whose files the ``safetensors`` package reads.)
-* **The raw bytes of** ``Exported.serialize()``, with no funcnet header, so
-  ``jax.export.deserialize`` reads the file as it is. It is written atomically,
-  like checkpoints.
-* A model with several inputs (a tuple of shapes) exports a function of as
-  many arguments: ``exported.call(ids, x)``.
-* The platforms default to the current backend; pass ``platforms=("cpu",
-  "cuda")`` to export for several.
+Every ``None`` in ``input_shape`` is a symbolic dimension, so one file serves
+any batch size. The decisions behind the file (symbolic dimensions, weights
+inside, raw ``Exported.serialize()`` bytes, platforms) are in
+``docs/checkpoints.md``, section "Export".
 """
 
 from __future__ import annotations

@@ -1,26 +1,11 @@
-"""``CheckpointManager``: a directory of numbered checkpoints, and resuming ``fit``.
+"""``CheckpointManager``: a directory of numbered checkpoints.
 
-Decisions:
-
-* **The directory is the index.** Checkpoints are files
-  ``<prefix>-<step:08d>.safetensors``; the manager lists the directory and
-  reads headers rather than keeping an index file, so there is no second file
-  to keep consistent, and whatever a crash leaves behind is self-describing.
-* **Keep the last ``max_to_keep`` and the best.** With ``best="val_loss"``
-  (and ``mode``), the checkpoint with the best value of that metric is kept
-  too, however old. Old files are deleted only after the new one is safely
-  on disk, so a crash never leaves fewer checkpoints than asked for.
-* **Restoring survives damage.** ``restore()`` loads the newest checkpoint;
-  if that file is unreadable (a disk error after it was written), it warns
-  and falls back to the next newest. A checkpoint that does not match the
-  model is the caller's error and is raised, not skipped.
-* **One writer per directory.** Temporary files left by a writer that was
-  killed mid-save (``.<prefix>-*.tmp``) are removed when a manager opens the
-  directory.
-* **fit's checkpoints are numbered by completed epochs** and record the
-  epoch, the train state, the history so far and the epoch's logs, which is
-  everything ``fit(..., resume=...)`` needs to continue the run exactly.
-  Callbacks' own state (EarlyStopping's patience counter) is not saved.
+Checkpoints are files ``<prefix>-<step:08d>.safetensors``; the manager keeps
+the last ``max_to_keep`` (and, with ``best=``, the best by a metric), and
+``restore()`` loads the newest readable one. It knows nothing of training:
+``fit``'s checkpoint callback and resume are in ``funcnet._src.training``.
+The policies and why are in ``docs/checkpoints.md``, section
+"CheckpointManager".
 """
 
 from __future__ import annotations

@@ -1,56 +1,15 @@
 """Convolution and pooling kernels, and the per-backend choice between them (private).
 
-On the CPU, XLA runs the gradient of ``lax.conv_general_dilated`` with respect
-to the kernel slowly (a convolution whose window is the whole image), and
-inside a ``lax.scan`` or ``while_loop`` body every convolution gradient
-catastrophically (3-150x slower than the same step jitted alone: the
-weight-gradient convolution keeps a non-canonical layout there and falls off
-the fast paths). Its ``reduce_window`` max-pool gradient is a slow scatter.
-Plain matrix products and elementwise code it runs well. So on the CPU:
-
-* a convolution is *im2col*: one shifted (strided, dilated) slice of the
-  padded input per kernel tap, concatenated along the channels into patches
-  ``[batch, *out, taps * in]``, times the kernel reshaped to
-  ``[taps * in, out]`` (a batched product per group with feature groups);
-* a pooling is an elementwise maximum (or sum) over the same shifted slices.
-
-On GPU and TPU the native operations stay: cuDNN and the TPU emitters beat
-any rewrite. ``bench/cnn_backends.py`` measures all of this; the numbers are
-in docs/layers-conv.md.
-
-Decisions:
-
-* **Gradients by plain autodiff** through the slices, the concatenation and
-  the product: the weight gradient is ``patches^T @ g`` (a matrix product),
-  the input gradient ``g @ w^T`` scattered back by the slices' transposes
-  (pads, fused into one sum). A custom JVP using the native convolution for
-  the input gradient was 5% faster in a per-step loop but 60% slower inside
-  ``lax.scan`` (the native transposed convolution suffers there too), so
-  there is none. Forward mode and higher orders work as for any JAX code.
-* **Max-pooling keeps reduce_window's gradient.** The maximum is a chain of
-  selects, ``m = where(s > m, s, m)`` over the taps in row-major order, so on
-  ties the whole gradient goes to the first maximal element, as the gradient of
-  ``reduce_window`` (XLA's select-and-scatter with ``>=``) does; a ``max``
-  tree or ``reshape`` + ``max`` would split it between the tied elements (and
-  ``reshape`` + ``max`` measured 6x slower in the backward pass than slices,
-  in one measurement).
-  NaN propagates as in ``lax.max``. The slices handle any window, strides and
-  padding (``-inf`` for max, zeros for the sum).
-* **When.** ``FUNCNET_CONV_IMPL`` (or :data:`CONV_IMPL`, which wins when set)
-  is "auto" (the default), "native" or "im2col", for Conv, ConvTranspose,
-  MaxPool and AvgPool alike. "native" and "im2col" apply on every backend
-  (for tests, measurements, and per-step loops where the native convolution
-  measured faster: see the docs). "auto" uses the rewrite on the CPU for every
-  convolution whose patches fit in :data:`MAX_PATCH_BYTES` (because of the
-  scan problem, :func:`im2col_preferred`) and for pooling windows of at most 9
-  elements (:func:`slices_preferred`), through ``lax.platform_dependent``: the
-  platform of the computation decides when it is lowered, so a function
-  jitted for a GPU from a process whose default device is the CPU, or exported
-  for several platforms, gets the native operation on the GPU. XLA folds the
-  resulting one-branch conditional away.
-* The setting is read when a function is traced: JAX caches traces, so a
-  function already traced (``jit``, ``scan``) keeps the implementation it was
-  traced with; set it before the first call.
+XLA:CPU runs convolution gradients (above all inside ``lax.scan``) and the
+max-pool gradient slowly, and plain matrix products and elementwise code
+well. So on the CPU a convolution can run as *im2col* (one shifted slice of
+the padded input per kernel tap, concatenated into patches, times the
+reshaped kernel) and a pooling as an elementwise maximum (or sum) over the
+same slices, with gradients by plain autodiff; on GPU and TPU the native
+``lax.conv_general_dilated`` and ``lax.reduce_window`` stay, chosen per
+platform through ``lax.platform_dependent``. The measurements, the rule that
+picks a kernel and the reasons are in ``docs/layers-conv.md``, section
+"Faster on the CPU".
 """
 
 from __future__ import annotations

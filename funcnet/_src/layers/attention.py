@@ -1,39 +1,10 @@
 """Multi-head dot-product attention: ``softmax(q k^T / sqrt(key_size)) v``, per head.
 
-Decisions, and why:
-
-* **Inputs are a tensor or a tuple, never a dict.** funcnet's multi-input
-  layers take tuples of shapes (what ``parallel`` and ``fanout`` produce), so
-  attention does too:
-
-  - ``x`` ``[batch, T, D]``: self-attention (query = key = value = ``x``);
-  - ``(query, key_value)``: cross-attention, keys and values from one tensor;
-  - ``(query, key, value)``: keys and values from separate tensors;
-  - ``(query, key, value, mask)``: the same, with a boolean mask. To mask
-    self-attention pass ``(x, x, x, mask)``.
-
-  The mask travels with the data because ``apply`` has no other input slot,
-  and it only comes in the 4-tuple so that no form is ambiguous.
-* **The mask** is boolean, ``True`` where a query may attend to a key, with
-  rank 4: ``[batch or 1, heads or 1, Tq or 1, Tk]`` (``[B, 1, 1, Tk]`` is a
-  padding mask over keys). It is broadcast explicitly, never by rank
-  promotion. A non-boolean mask is refused: 0/1 floats and additive ``-inf``
-  masks are easy to confuse, so the caller says which it means with
-  ``mask.astype(bool)``. A query whose keys are all masked gets uniform weights
-  (masked logits are set to the float's minimum, not ``-inf``), so no NaN
-  reaches the gradients.
-* **causal=True** lets query ``i`` see keys ``j <= i`` (top-left aligned, as in
-  Keras's ``use_causal_mask``); it is combined with ``mask`` by AND.
-* **Params** hold one named dict per projection, laid out per head as Keras's
-  ``MultiHeadAttention`` does: ``query``/``key`` ``{"w": [D, heads, key_size],
-  "b": [heads, key_size]}``, ``value`` ``{"w": [D, heads, value_size], ...}``
-  and ``output`` ``{"w": [heads, value_size, out_features], "b":
-  [out_features]}``. Weights are Glorot-uniform with the fans of the equivalent
-  matrix (``D`` in, ``heads * key_size`` out), biases zero.
-* **Precision:** the projections run in the computation dtype; the logits and
-  the softmax are computed in at least float32 (a bfloat16 softmax over long
-  sequences loses the small weights), then cast back, so the output keeps the
-  input's dtype.
+:func:`MultiHeadAttention` takes ``x`` ``[batch, T, D]`` (self-attention),
+``(query, key_value)``, ``(query, key, value)`` or ``(query, key, value,
+mask)``, with a boolean mask of rank 4; ``causal=True`` hides later keys.
+The input forms, the mask, the params layout, the initialisation and the
+precision, and why, are in ``docs/layers-attention-recurrent.md``.
 """
 
 from __future__ import annotations

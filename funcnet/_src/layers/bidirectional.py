@@ -1,21 +1,8 @@
 """Bidirectional: a recurrent layer run forward and over the reversed sequence.
 
-Decisions, and why:
-
-* The wrapped layer is initialised twice, with independent keys (or a
-  separate ``backward_layer`` is used), and params and state are kept as
-  ``{"forward": ..., "backward": ...}``: named roles read better than tuple
-  positions. Both are called through ``init_child``/``apply_child``, so errors
-  carry ``Bidirectional[forward].LSTM`` and ``funcnet.summary`` lists both.
-* The backward copy reads the time-reversed sequence (axis 1); when it returns
-  sequences its output is reversed back, so step ``t`` of both halves refers
-  to input step ``t``.
-* Merges as Keras's ``merge_mode``: "concat" (default), "sum", "mul", "ave", or
-  None for the pair. Initial carries come as ``(x, (forward_carry,
-  backward_carry))`` and, with ``return_state``, final carries go out in the
-  same pair, extending the recurrent layers' ``(x, carry)`` convention.
-* Sequences are reversed whole: there is no padding-aware reversal, so with
-  end-padded batches the backward direction reads the padding first.
+Params and state are ``{"forward": ..., "backward": ...}``; the two outputs
+are merged as Keras's ``merge_mode`` does. The decisions are in
+``docs/layers-attention-recurrent.md``, section "Bidirectional".
 """
 
 from __future__ import annotations

@@ -1,33 +1,11 @@
 """Convolutions: Conv and ConvTranspose over 1, 2 or 3 spatial axes.
 
-Decisions (see also docs/layers-conv.md):
-
-* Channels-last, ``[batch, *spatial, channels]``, as Keras and Flax: it is
-  what image and sequence data usually look like, and what XLA prefers on
-  CPU and TPU. The kernel is ``[*kernel_size, in_channels / groups,
-  features]`` (``HWIO``), the layout of Flax and of Keras's ``Conv``.
-* The rank comes from ``kernel_size``: ``(3, 3)`` is a 2-D convolution, and an
-  int is 1-D, so ``Conv(16, 5)`` reads as "a length-5 filter over sequences".
-  The input must have exactly that many spatial axes; anything else is an
-  error, never a silent reshape.
-* ``padding`` is "SAME" (TensorFlow's rule: ``ceil(size / stride)`` outputs,
-  an odd total puts the extra zero at the high end), "VALID", or explicit
-  ``(low, high)`` pairs. The default is "SAME" (as Flax), so a stack of
-  stride-1 convolutions keeps the spatial size.
-* ``ConvTranspose`` is the adjoint (the input-gradient) of ``Conv`` with the
-  same kernel size, strides, dilation and padding: each input element scatters
-  ``x[i] * w[k]`` to output position ``i * stride + k * dilation``, and the
-  padding trims that full output. So SAME gives ``size * stride`` and VALID
-  ``size * stride + max(extent - stride, 0)``, as Keras and Flax; explicit
-  pairs trim ``low`` and ``high`` elements (as PyTorch's ``padding``). Its
-  kernel is ``[*kernel_size, in_channels, features]``, the same layout as Conv
-  (Keras stores it the other way round).
-* Weights default to Glorot-uniform with fans counted over the receptive
-  field, biases to zeros (Keras's defaults).
-* All convolutions go through :func:`funcnet.layers._cpu_kernels.conv`,
-  which picks the kernel: the native convolution, or on
-  the CPU im2col (shifted slices and one matrix product) where it was measured
-  faster (``FUNCNET_CONV_IMPL`` forces either; see docs/layers-conv.md).
+Channels-last (``[batch, *spatial, channels]``), with the rank taken from
+``kernel_size`` and kernels laid out ``[*kernel_size, in_channels / groups,
+features]``. Both layers compute through ``_cpu_kernels.conv``, which picks
+the native convolution or, on the CPU, im2col. The decisions (layout, rank,
+padding, ConvTranspose as the adjoint of Conv, initialisation, the CPU
+kernels) are in ``docs/layers-conv.md``.
 """
 
 from __future__ import annotations

@@ -1,21 +1,8 @@
 """Dropout: randomly zero inputs while training.
 
-Decisions, and why:
-
-* ``rate`` is the probability of DROPPING a value, as in Keras, Flax and
-  PyTorch (stax's ``Dropout(rate)`` meant the keep probability, a frequent
-  source of silently wrong models).
-* Inverted dropout: kept values are scaled by ``1 / (1 - rate)`` while
-  training, so the expected output equals the input and inference
-  (``train=False``) is the identity, with no rescaling to remember.
-* Training needs a ``key``; without one the layer raises an error that shows
-  the corrected call, rather than silently falling back to a fixed mask or
-  to the identity. ``fit`` and the training step pass a fresh key each step.
-* ``rate=0`` is the identity even when training, and needs no key: a model
-  whose dropout is switched off in a config should not demand a key.
-* The mask is drawn with ``jax.random.bernoulli`` over the input's full
-  shape, so the same key gives the same mask and different keys independent
-  ones. The input's dtype is kept (bfloat16 in, bfloat16 out).
+``rate`` is the probability of dropping a value (as in Keras, Flax and
+PyTorch); kept values are scaled by ``1 / (1 - rate)``, so inference is the
+identity. The decisions are in ``docs/layers-norm-dropout-embed.md``.
 """
 
 from __future__ import annotations

@@ -1,23 +1,8 @@
 """Embedding: a trainable lookup table from integer ids to vectors.
 
-Decisions, and why:
-
-* The table is initialised from ``normal(stddev=0.05)``: a small scale that
-  does not depend on the width, of the order Keras (uniform in +-0.05) and
-  BERT/GPT-2 (normal, 0.02) use. Pass ``w_init`` to change it, e.g.
-  ``jax.nn.initializers.normal(1.0)`` as in PyTorch.
-* Ids must be integers. Float ids are rejected rather than truncated: a
-  float usually means the wrong array was passed (features, one-hot rows,
-  or ids that went through a float normalisation).
-* Ids outside ``[0, num_embeddings)`` give rows of NaN. Under ``jit`` an
-  id cannot raise an error, and JAX's default for an out-of-range gather is
-  to clamp it to the last row, and NumPy-style negative indexing would wrap
-  ``-1`` to the last row too: both silently train on the wrong vector. NaN
-  makes the mistake loud (the loss turns NaN at once) and such rows get no
-  gradient. Negative ids, a common padding value, are therefore out of
-  range too; map padding to a real id (often 0) before the lookup.
-* The output dtype is ``dtype``, or the table's dtype when ``dtype`` is None:
-  the input is integer, so it has no float dtype to follow.
+Ids outside ``[0, num_embeddings)`` give rows of NaN rather than a silently
+clamped row; float ids are refused. The decisions (initialisation, id
+checks, output dtype) are in ``docs/layers-norm-dropout-embed.md``.
 """
 
 from __future__ import annotations

@@ -10,36 +10,8 @@ statistics run over:
 * ``LayerNorm`` and ``RMSNorm``: the last (feature) axis of each example.
 * ``GroupNorm``: the spatial axes and the channels of one group, per example.
 
-Decisions, and why:
-
-* Statistics are computed in float32 (float64 for float64 inputs), whatever
-  the input's dtype, then the output is cast back to the computation dtype.
-  bfloat16 keeps 8 bits of mantissa: a mean over a few hundred values, or
-  the small difference ``x - mean`` of large activations, would lose most of
-  its digits, and a running average with ``momentum=0.99`` would stall: an
-  update ``0.01 * (batch - old)`` below 0.004 (half of bfloat16's step
-  near 1) rounds away.
-  For the same reason BatchNorm's running statistics are stored in float32
-  even when ``param_dtype`` is lower.
-* The variance is the biased one (divided by ``n``, not ``n - 1``), both for
-  normalising and for BatchNorm's running variance, as in Keras 3 and Flax.
-  It is the variance of the values actually normalised, and for the batch
-  sizes BatchNorm needs the ``n / (n - 1)`` factor is negligible.
-* The variance is computed in two passes (``mean((x - mean)**2)``), which
-  does not cancel catastrophically the way ``mean(x**2) - mean**2`` can for
-  inputs with a large mean.
-* BatchNorm follows Keras: ``momentum=0.99``, ``epsilon=1e-3``, running
-  mean initialised to zeros and running variance to ones. The per-example
-  norms use ``epsilon=1e-6`` (Flax, T5): they mostly sit inside
-  transformers, where a larger epsilon visibly damps features whose variance
-  is small, and they have no running variance that could start near zero.
-* LayerNorm, RMSNorm and GroupNorm share one skeleton, ``_feature_norm``
-  (checks, params, dtypes, statistics): they differ only in the axes of the
-  statistics. BatchNorm, with running statistics and a free feature axis,
-  keeps its own, sharing the helpers.
-* Under ``jax.jit`` with a batch sharded over devices, BatchNorm's means
-  are over the global batch: XLA inserts the reductions, so no extra
-  "synchronised" variant is needed.
+The decisions (statistics in float32, biased two-pass variance, Keras's
+BatchNorm defaults, epsilons) are in ``docs/layers-norm-dropout-embed.md``.
 """
 
 from __future__ import annotations

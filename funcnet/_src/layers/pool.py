@@ -1,25 +1,10 @@
 """Pooling: MaxPool, AvgPool, GlobalAvgPool and GlobalMaxPool, channels-last.
 
-Decisions (see also docs/layers-conv.md):
-
-* Inputs are ``[batch, *spatial, channels]`` like :func:`funcnet.Conv`; the
-  number of spatial axes comes from the window: ``(2, 2)`` pools images, an
-  int or ``(2,)`` pools sequences.
-* ``strides`` defaults to the window (non-overlapping windows) and
-  ``padding`` to "VALID", as in Keras and Flax. "SAME" and explicit
-  ``(low, high)`` pairs pad as :func:`funcnet.Conv` does.
-* Padding never takes part in a result: MaxPool pads with ``-inf``, and
-  AvgPool divides each window's sum by the number of real (unpadded) elements
-  in it. That is Keras's "same" average pooling (PyTorch's
-  ``count_include_pad=False``): a corner is not pulled towards zero.
-  Explicit padding must be smaller than the window on each side, so that
-  every window holds at least one real element.
-* AvgPool sums bfloat16 and float16 inputs in float32, then casts back.
-* The pooling layers require floating-point inputs, like the rest of funcnet.
-* The window reductions are :func:`funcnet.layers._cpu_kernels.max_pool` and
-  ``sum_pool``: ``lax.reduce_window``, or on the CPU an elementwise max (sum)
-  over shifted slices, whose gradient XLA:CPU runs many times faster; the
-  max keeps reduce_window's gradient (ties: the first maximum takes it all).
+Inputs are ``[batch, *spatial, channels]`` like :func:`funcnet.Conv`, the
+number of spatial axes taken from the window. Padding never takes part in a
+result (MaxPool pads with ``-inf``; AvgPool divides by the real elements). The
+window reductions are ``_cpu_kernels.max_pool`` and ``sum_pool``. The
+decisions are in ``docs/layers-conv.md``.
 """
 
 from __future__ import annotations

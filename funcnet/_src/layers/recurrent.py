@@ -1,33 +1,9 @@
 """Recurrent layers over ``[batch, time, features]``: SimpleRNN, LSTM, GRU.
 
-Decisions, and why:
-
-* **Keras's cells, Keras's layout.** Params are ``{"w": [features, G*units],
-  "u": [units, G*units], "b": ...}`` (input kernel, recurrent kernel, bias;
-  the ``W x + U h + b`` of the papers), in the layout and gate order of
-  Keras's kernel, recurrent_kernel and bias, so the formulas match Keras's:
-
-  - SimpleRNN: ``h = activation(x W + h U + b)``.
-  - LSTM, gates ``i, f, c, o``: ``i = σ(.)``, ``f = σ(.)``,
-    ``c' = f c + i tanh(.)``, ``o = σ(.)``, ``h' = o tanh(c')``; ``b`` is
-    ``[4*units]`` with the forget block initialised to 1 (Keras's
-    ``unit_forget_bias``), which keeps early gradients flowing through ``c``.
-  - GRU, gates ``z, r, h`` with ``reset_after=True`` (Keras's default, and
-    cuDNN's): ``z = σ(x W_z + h U_z + b_z + b'_z)``, likewise ``r``,
-    ``h~ = tanh(x W_h + b_h + r * (h U_h + b'_h))``, ``h' = z h + (1 - z) h~``.
-    ``b`` is ``[2, 3*units]``: row 0 the input bias, row 1 the recurrent bias.
-* **Init as Keras:** Glorot-uniform ``w``, orthogonal ``u`` (it neither grows
-  nor shrinks ``h`` at the start), zero ``b`` (plus the LSTM forget bias).
-* **The initial carry travels with the input:** ``apply`` has one data slot,
-  so a layer takes either ``x`` or ``(x, initial_carry)``. The carry is
-  ``h`` ``[batch, units]`` for SimpleRNN and GRU and ``(h, c)`` for LSTM, and
-  is zeros when not given. With ``return_state=True`` the output is
-  ``(y, final_carry)``, the carry in the same structure, so it can be fed back
-  to continue a sequence (stateful streaming without hidden state).
-* **``jax.lax.scan`` over time**, with ``x W`` computed for all steps at once
-  before the scan (one large matmul instead of T small ones). Computation runs
-  in ``dtype`` (default: the input's), so a bfloat16 input gives a bfloat16
-  output.
+Keras's cells, in Keras's params layout and gate order, run by a
+``jax.lax.scan`` over time. An initial carry travels with the input
+(``(x, initial_carry)``), and ``return_state=True`` returns the final one.
+The formulas and decisions are in ``docs/layers-attention-recurrent.md``.
 """
 
 from __future__ import annotations

@@ -1,38 +1,13 @@
 """Several processes (hosts) training one model: the entry point and data feeding.
 
 Every process runs the same script. :func:`initialize` joins them into one JAX
-runtime with ``jax.distributed.initialize``; afterwards ``jax.devices()``
-lists every process's devices, a mesh over them spans the hosts, and
-``funcnet.fit(..., mesh=...)`` or ``make_train_step(..., mesh=...)`` train
-across all of them, XLA's collectives (NCCL on GPUs, ICI on TPUs, gloo on
-CPUs) doing the communication. See ``docs/data-parallel.md``.
-
-Decisions, and why:
-
-* **Arguments, then environment variables, then JAX's cluster detection.**
-  ``coordinator_address``, ``num_processes`` and ``process_id`` come from the
-  arguments, else from ``FUNCNET_COORDINATOR`` / ``JAX_COORDINATOR_ADDRESS``,
-  ``FUNCNET_NUM_PROCESSES`` / ``JAX_NUM_PROCESSES`` and ``FUNCNET_PROCESS_ID`` /
-  ``JAX_PROCESS_ID``; whatever is still missing is left to JAX, which detects
-  SLURM, Open MPI and Cloud TPU. Launchers differ; one line of environment is
-  all each needs.
-* **Checked before joining, and cross-checked after.** Malformed values are
-  reported before any connection. Once joined, the processes exchange the
-  count and id each was started with (one tiny ``process_allgather``): a
-  process told a different ``num_processes`` than the coordinator's makes
-  every process raise the same clear error, instead of one failing and the
-  others hanging in their first collective.
-* **CPU collectives are gloo.** On CPU hosts (and in tests on one machine),
-  cross-process collectives need ``jax_cpu_collectives_implementation``;
-  :func:`initialize` selects gloo unless another is configured. GPUs and TPUs
-  ignore it.
-* **Each process feeds its own share of each batch.** :func:`process_share`
-  takes this process's rows of a global batch (so every process may read the
-  same files and keep its part); :func:`funcnet.shard_batch` assembles the
-  shares into the global batch with ``jax.make_array_from_process_local_data``.
-  No data crosses hosts.
-* **Logs from process 0.** ``fit`` shows its progress on process 0 only;
-  :func:`print_main` does the same for a script's own messages.
+runtime with ``jax.distributed.initialize`` (arguments, then environment
+variables, then JAX's cluster detection; checked before joining and
+cross-checked after); afterwards a mesh over ``jax.devices()`` spans the
+hosts and ``funcnet.fit(..., mesh=...)`` trains across all of them.
+:func:`process_share` takes this process's rows of a global batch, and
+:func:`print_main` prints on process 0 only. How to launch it, and why it
+works this way: ``docs/data-parallel.md``.
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
 """Host values of sharded arrays: gathered to save, placed back after loading.
 
-A checkpoint (:func:`funcnet.save`) holds host arrays of the global shapes.
-With a mesh, and above all with several processes, the arrays of a run are
-spread over devices that no single process can read, so:
-
-* :func:`gather_for_save` makes every leaf a host value of its global shape.
-  Replicated arrays are read locally, without communication; arrays sharded
-  across processes (FSDP) are gathered with
-  ``multihost_utils.process_allgather``, a collective: every process calls it,
-  in the same order, and only process 0 writes.
-* :func:`place_like` puts loaded host values back in a run's layout, each
-  process building only the pieces its own devices hold
-  (``jax.make_array_from_callback``), so no value crosses hosts.
-
-One file holds the whole model: models too large for one host's memory need
-a per-shard format such as orbax-checkpoint.
+:func:`gather_for_save` makes every leaf a host value of its global shape
+(a collective when arrays are split across processes: every process calls
+it, process 0 writes); :func:`place_like` puts loaded host values back in a
+run's layout, each process building only its own pieces. See
+``docs/data-parallel.md``, section "Checkpoints of sharded arrays".
 """
 
 from __future__ import annotations

@@ -1,47 +1,11 @@
 """Data parallelism: a device mesh, and where arrays go on it.
 
-funcnet implements no collective of its own (DESIGN.md section 4). It places
-arrays on a ``jax.sharding.Mesh`` and states their layouts inside the compiled
-step with ``jax.lax.with_sharding_constraint``; XLA partitions the program
-and inserts the all-reduces. This module holds that placement.
-
-Decisions, and why:
-
-* **A mesh is a** ``Mesh`` **or a list of devices.** A list becomes a 1-D mesh
-  whose one axis is the data axis, which is all data parallelism needs. A
-  ``Mesh`` with more axes (e.g. ``("data", "model")``) works too: batches are
-  split over the data axis and replicated over the others.
-* **Batches are split along their leading axis over the data axis**, so each
-  of ``d`` devices computes ``batch_size / d`` examples. ``batch_size`` must be
-  a multiple of ``d``: uneven shards would make the compiled program depend on
-  which device holds the extra example, and padding would change the loss.
-  ``fit`` trims an epoch's last partial batch to a multiple of ``d`` (at most
-  ``d - 1`` examples sit out, different ones each epoch) rather than refuse
-  every dataset size that is not a multiple of the batch size.
-* **fit's in-memory data is replicated on every device**; each step gathers
-  its rows on the device, so no data moves between devices while training.
-* **The train state is replicated** (params, model state, optimizer state,
-  step, key). The gradient of a mean over the global batch is then the
-  all-reduced mean of the per-device gradients, computed by XLA, and every
-  device applies the same update: results equal one device's up to the
-  order of float additions.
-* **FSDP is a rule, not a new engine.** ``param_sharding="fsdp"`` (or
-  :func:`fsdp` with options) shards every leaf of the train state holding at
-  least ``min_size`` elements along its largest axis that divides the data
-  axis' size (the leading one on ties), replicating the rest. The rule goes by
-  shape, so the optimizer's moments are sharded exactly like their params.
-  XLA all-gathers params for the forward pass and reduce-scatters gradients.
-* **Layouts are constraints inside the step, checks run at trace time.** The
-  step then accepts arrays placed anywhere (numpy, one device) and JAX moves
-  them; shapes are static under ``jit``, so a batch that cannot be split is
-  reported before anything runs.
-* **BatchNorm needs nothing special.** Under ``jit`` a mean over the batch
-  axis of a sharded batch is the mean over the global batch (XLA inserts the
-  all-reduce), so batch statistics are global, as with one device.
-* **Across processes, values are placed piece by piece**: each process copies
-  to its devices their pieces of its host value
-  (``jax.make_array_from_callback``), with no collective and no cross-host
-  traffic. Saving and restoring sharded arrays: :mod:`funcnet.sharded_io`.
+funcnet implements no collective of its own. It places arrays on a
+``jax.sharding.Mesh`` and states their layouts inside the compiled step with
+``jax.lax.with_sharding_constraint``; XLA partitions the program and inserts
+the all-reduces. This module holds that placement: meshes, batch splitting,
+replicated or FSDP-sharded train states, and per-process placement. The
+rules and why are in ``docs/data-parallel.md``.
 """
 
 from __future__ import annotations

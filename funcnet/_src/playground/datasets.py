@@ -4,19 +4,12 @@ Each generator follows the definition in the Playground's source
 (tensorflow/playground, ``src/dataset.ts``) and returns ``(points, labels)``:
 ``points`` is ``[n, 2]`` float32 (x and y), ``labels`` is ``[n]`` float32.
 Classification labels are -1 and +1; regression labels lie in [-1, 1].
+How they differ from the browser's points is in ``docs/playground.md``.
 
-Design decisions:
-
-* The randomness comes from a :class:`numpy.random.Generator` (or an integer
-  seed), not from the browser's ``Math.seedrandom``, so a funcnet run is
-  reproducible from its seed but does not draw the very same points as the
-  browser does for the same seed string.
-* ``noise`` is the Playground's noise *level* in [0, 1], i.e. the URL's
-  ``noise`` (a percentage, 0 to 50 on the slider) divided by 100.
-* The generators emit the points in the Playground's order (one class after
-  the other); :func:`playground_split` shuffles once and splits by percentage,
-  as the Playground does before training.
-* numpy, not JAX: the data is made once, on the host, and is tiny.
+>>> from funcnet.datasets import circle
+>>> points, labels = circle(10, noise=0.0, seed=0)
+>>> points.shape, labels.shape
+((10, 2), (10,))
 """
 
 from __future__ import annotations

@@ -1,25 +1,12 @@
 """The Playground's network, loss and regularization, built from funcnet's parts.
 
 As the Playground defines them (tensorflow/playground, ``src/playground.ts``
-and ``src/nn.ts``):
-
-* the inputs are the chosen features of ``(x, y)`` (:func:`PlaygroundFeatures`,
-  a parameterless layer), followed by one :func:`funcnet.Dense` per hidden
-  layer and a one-unit output, tanh for classification and linear for
-  regression; weights start uniform in [-0.5, 0.5] and biases at 0.1 (or all
-  at 0 with ``init_zero``);
-* the loss is the squared error ``0.5 * (output - target)^2`` averaged over
-  the points (:func:`half_squared_error`);
-* the optimizer is SGD with the gradient averaged over the batch, followed by
-  the Playground's regularization step on the weights
-  (:func:`playground_regularization`).
-
-Design decision: regularization is an optax transformation, not a term of
-the loss, because the Playground applies it directly to the weights after
-each update (with L1 setting to 0, for good, a weight it pushes across zero),
-which a penalty in the loss cannot express. Networks and optimizers are
-cached per setting, so runs that share an architecture share ``fit``'s
-compiled programs.
+and ``src/nn.ts``): the chosen input features (:func:`PlaygroundFeatures`),
+one :func:`funcnet.Dense` per hidden layer and a one-unit output, the squared
+error ``0.5 * (output - target)^2`` (:func:`half_squared_error`), and SGD
+followed by the Playground's L1/L2 step on the weights
+(:func:`playground_regularization`). The details and why are in
+``docs/playground.md``.
 """
 
 from __future__ import annotations

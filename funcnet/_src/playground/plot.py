@@ -3,18 +3,15 @@
 matplotlib is an optional extra: ``pip install "funcnet[plot]"``. Importing
 this module without it raises an ImportError that says so.
 
-* :func:`plot_history` draws a :data:`funcnet.train.History` (one value per
-  epoch per name); a name and its ``val_``/``test_`` partner share one panel.
+* :func:`plot_history` draws a ``fit`` history (one value per epoch per
+  name); a name and its ``val_``/``test_`` partner share one panel.
 * :func:`plot_decision_boundary` draws the output of any 2-D model over a
-  square as a heat map, with the Playground's colours: orange for -1, white
-  for 0, blue for +1, and the data points on top.
+  square as a heat map, with the Playground's colours.
 * :func:`playground_figure`, :func:`save_playground_png` and
   :func:`save_playground_frames` draw a :class:`funcnet.playground.PlaygroundResult`.
 
-Design decisions: figures are made with ``matplotlib.figure.Figure``, never
-``pyplot``, so nothing depends on a display or on pyplot's global state and
-figures are freed when dropped; every function takes an optional ``ax`` and
-returns what it drew on, so the pieces compose into the caller's own figures.
+Every function takes an optional ``ax`` and returns what it drew on; figures
+never go through ``pyplot`` (``docs/playground.md`` says why).
 """
 
 from __future__ import annotations

@@ -2,33 +2,11 @@
 
 :func:`run_playground` trains the network that a :class:`PlaygroundConfig`
 (or a Playground link, see :func:`parse_playground_url`) describes, with the
-Playground's own semantics (tensorflow/playground, ``src/playground.ts`` and
-``src/nn.ts``):
-
-* the data: 500 points (classification) or 1200 (regression) from
-  :mod:`funcnet.datasets`, shuffled once and split by ``percent_train``;
-* the network, loss and optimizer of :mod:`funcnet.playground_model`: the
-  chosen features, Dense layers with weights uniform in [-0.5, 0.5] and biases
-  at 0.1, a tanh (classification) or linear (regression) output, the loss
-  ``0.5 * (output - target)^2`` averaged over the points, SGD and the
-  Playground's L1/L2 step on the weights;
-* one epoch is one pass over the training points, in the order of that one
-  shuffle (``funcnet.fit`` with ``shuffle=False``), updating the weights
-  after every ``batch_size`` points with the gradient averaged over the batch;
-* after each epoch, the train and test losses the Playground's panel shows.
-
-Design decisions:
-
-* Training is one ``funcnet.fit`` call; a callback evaluates the train and
-  test losses after each epoch (one jitted evaluation): the panel's losses
-  are those of the network *after* the epoch, over all points, which differ
-  from the running mean over batches that ``fit`` logs.
-* When the number of training points is not a multiple of the batch size,
-  ``fit`` makes one smaller last update per epoch, while the browser carries
-  the leftover points into the next epoch's first update. The default setting
-  (250 points, batches of 10) is not affected.
-* The points come from funcnet's own generator, so runs are reproducible
-  from ``seed`` but do not use the browser's points.
+Playground's own semantics: its data (:mod:`funcnet.datasets`), its network,
+loss and optimizer (``funcnet._src.playground.model``), one ``funcnet.fit``
+call over the training points in the order of one shuffle, and after each
+epoch the train and test losses that the Playground's panel shows. What is
+reproduced exactly, and what differs from the browser: ``docs/playground.md``.
 """
 
 from __future__ import annotations

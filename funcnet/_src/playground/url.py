@@ -6,26 +6,12 @@ keeps every setting in its fragment (after ``#``), as the Playground's
 ``src/state.ts`` writes it. :func:`parse_playground_url` turns a link (or the
 bare fragment) into a :class:`PlaygroundConfig`; :meth:`PlaygroundConfig.to_url`
 goes back, so a funcnet run can be opened in the browser and vice versa.
+Which keys are accepted, how seeds map, and why unknown keys are errors:
+``docs/playground.md``.
 
-Design decisions:
-
-* One ``dataset`` field covers both problems: the Playground keeps
-  ``dataset`` (classification), ``regDataset`` (regression) and ``problem``
-  apart; the problem follows from the dataset's name here.
-* Keys the Playground writes but which do not change training are accepted
-  and have no effect: ``showTestData`` (funcnet's picture always shows the
-  test points), ``collectStats``, ``tutorial``, ``hideText`` and every
-  ``<control>_hide`` key (page layout), and ``cosX``/``cosY`` (the URL has
-  them but the Playground offers no cosine input). ``discretize`` is kept:
-  it draws the picture in two colours, as in the browser.
-* ``seed``: the browser seeds its own generator with the string; funcnet
-  cannot draw the same points, so an integer seed is used as is and any other
-  string (``0.59680``) is mapped to an integer by CRC-32: the same link always
-  gives the same funcnet run.
-* Stricter than the browser, which silently falls back to defaults: unknown
-  keys, unknown names and unparsable values raise a ``ValueError`` that names
-  the key and lists the valid values (unknown keys can be downgraded to a
-  warning with ``allow_unknown=True``).
+>>> from funcnet.playground import parse_playground_url
+>>> parse_playground_url("dataset=xor&networkShape=8,4").network_shape
+(8, 4)
 """
 
 from __future__ import annotations
