@@ -1,34 +1,10 @@
 """The compiled training engine behind ``fit``: epochs of steps over arrays or streams.
 
-How an epoch runs, for in-memory arrays:
-
-* The data goes to the device once. Each epoch's order is a
-  ``jax.random.permutation`` computed on the device.
-* The epoch's full batches run as compiled chunks of ``steps_per_execution``
-  steps (default: the whole epoch in one chunk). A chunk is a ``lax.scan``
-  over steps, each gathering its batch from the device-resident arrays, so no
-  data crosses from the host. Callbacks and the progress bar run between
-  chunks.
-* The last partial batch is kept, as in Keras: one smaller step at the end of
-  the epoch. Its size is the same every epoch, so it compiles once and never
-  causes a recompile.
-* One batch holding every example is not shuffled (it would only reorder
-  the rows inside the batch).
-* ``loop="auto"`` picks how steps run: a ``lax.scan``, or, on XLA:CPU with
-  XLA's native convolution (``FUNCNET_CONV_IMPL=native``), a Python loop of
-  jitted steps, because XLA:CPU runs native convolution gradients inside a
-  ``scan`` far slower than the same steps called one by one; funcnet's
-  default CPU convolution (im2col) is faster in a scan (docs/layers-conv.md).
-* A non-finite loss or gradient is caught inside the compiled loop, the
-  update running under a ``lax.cond`` (in place, at no measurable cost):
-  with ``on_nonfinite="stop"`` (the default) the train state stays as it
-  was before that step and training stops with a message naming the epoch
-  and step; with ``"skip"``, that update is skipped and training goes on
-  (as ``optax.apply_if_finite`` does).
-
-Data that does not fit in memory is an iterable of ``(x, y)`` batches; it is
-moved to the device ahead of use by a background thread and each batch runs
-one jitted step.
+For in-memory arrays the data goes to the device once and each epoch runs as
+compiled chunks of steps (a ``lax.scan``, or a Python loop of jitted steps),
+with the non-finite guard inside the compiled loop; a stream of batches runs
+one jitted step per batch, prefetched to the device. How an epoch runs, and
+why, is in ``docs/training.md``.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """``fit_many``: many models trained at once, as one compiled program.
 
-Beyond Keras: the same architecture trained from many seeds, or over a sweep
-of hyperparameters such as the learning rate, runs as a ``jax.vmap`` of the
-training loop. On small models (the TensorFlow Playground's, for instance) a
-device is far from busy with one model, so 64 models train in about the time
-of a few.
-
-Each model gets its own initialisation, shuffling and dropout keys (from its
-seed) and its own hyperparameter values; the data is shared. Hyperparameters
-are changed through ``optax.inject_hyperparams``, so one compiled program
-serves every value.
+The same architecture trained from many seeds, or over a sweep of
+hyperparameters such as the learning rate (through
+``optax.inject_hyperparams``), runs as a ``jax.vmap`` of the training loop;
+the data is shared. See ``docs/training.md``, section "Many models at once".
 """
 
 from __future__ import annotations

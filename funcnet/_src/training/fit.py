@@ -1,9 +1,9 @@
 """``fit``: Keras-style training on a compiled engine.
 
-``fit`` validates its arguments, builds an engine (:mod:`funcnet.engine`) for
-in-memory arrays or for a stream of batches, and runs epochs of it with
-validation, callbacks, checkpoints and a progress display in between. How the
-engine runs an epoch, and why, is in :mod:`funcnet.engine` and
+``fit`` validates its arguments, builds an engine
+(``funcnet._src.training.engine``) for in-memory arrays or for a stream of
+batches, and runs epochs of it with validation, callbacks, checkpoints and a
+progress display in between. How the engine runs an epoch, and why, is in
 ``docs/training.md``.
 """
 

@@ -1,25 +1,10 @@
 """Initialisation as one compiled program, shared by every model of the same structure.
 
-Run eagerly, a model's initialisation is dozens of small JAX operations, and
-XLA compiles each one again for every new parameter shape: the playground
-network (three Dense layers) compiled 17 programs, 0.85 s, in a fresh
-process; hello's one Dense layer 11 programs, 0.29 s. As one jitted program
-the same work compiles once (0.49 s for the playground network), and the
-persistent compilation cache keeps one entry instead of 17.
-
-A jitted function is compiled per Python function, though, and every new
-model object brings new functions: compiling its init again (0.4 s) would
-make a notebook that rebuilds its model slower than the eager path (2 ms).
-So the compiled programs are cached by the *structure* of the computation:
-the text of its jaxpr, which spells out every operation, shape, dtype and
-literal (floats in full precision). Two models with the same text compute
-the same thing from the same key, so they can share one executable; a
-rebuilt model costs one trace (about 4 ms) and no compile, and the same
-model objects again (``fit`` called twice) not even the trace.
-
-The eager path remains for what the text cannot stand for: arrays captured
-by an initializer (jaxpr constants, whose values the text omits), and
-initializers that need concrete values (Python control flow on arrays).
+A model's initialisation is jitted as one program and the executable is
+cached by the text of its jaxpr, so a rebuilt model with the same structure
+costs one trace and no compile. Initializers the text cannot stand for
+(captured arrays, Python control flow on values) run eagerly. The
+measurements and reasons are in ``docs/design.md``, section "Training".
 """
 
 from __future__ import annotations
