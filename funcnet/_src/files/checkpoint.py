@@ -2,37 +2,11 @@
 
 A checkpoint holds one pytree (a :class:`~funcnet.TrainState`, params, state,
 an optax state, ...) with the training history, a description of the model
-and user metadata. Decisions (the reasons are in ``docs/checkpoints.md``):
-
-* **Format: the safetensors layout, written by funcnet itself**
-  (:mod:`funcnet.checkpoint_format`): a JSON header, then raw array bytes.
-  Loading parses JSON and copies bytes, so it can never run code (no pickle),
-  and any other project reads the arrays with the ``safetensors`` package.
-* **Integrity.** A sha256 digest covers the header and every data byte; the
-  layout (sizes, byte ranges, dtypes) and the digest are checked before any
-  array is built, so a truncated, corrupted or foreign file is a
-  :class:`CheckpointError`, never garbage.
-* **Atomic writes**: a temporary file in the same directory, flushed,
-  fsynced, renamed over the target.
-* **Leaves are stored by tree path.** ``load(path, like=tree)`` matches the
-  file's entries to ``like``'s leaves by path, checks shapes and dtypes,
-  reports every difference at once, and rebuilds the tree with ``like``'s
-  structure (optax's NamedTuple states come back as they were). Without
-  ``like`` it returns nested dicts keyed by field names, dict keys and
-  sequence indices.
-* **Dtypes.** bfloat16 and float8 are stored natively; typed PRNG keys as
-  ``jax.random.key_data`` with their implementation recorded, rebuilt with
-  ``jax.random.wrap_key_data``; Python numbers come back as Python numbers.
-* **The model description** (:func:`describe_model`: input shape and one row
-  per layer, from shapes alone) is stored when ``save`` gets ``net``;
-  ``load(..., net=, input_shape=)`` then checks that the model matches.
-* **One file for the whole model, written by one process.** ``save`` reads
-  arrays to the host (``jax.device_get``); an array split across processes is
-  an error that says to gather it first (:func:`~funcnet.gather_for_save` on
-  every process, then ``save`` on process 0; :class:`~funcnet.CheckpointManager`
-  and ``fit(checkpoint=...)`` do this). ``load`` puts leaves back on ``like``'s
-  sharding, each process building only its own pieces. Models too large for
-  one host's memory need a per-shard format such as orbax-checkpoint.
+(:func:`describe_model`) and user metadata, in the safetensors layout
+(:mod:`funcnet._src.files.format`). Writes are atomic; ``load`` checks the
+file's integrity and, with ``like=``, its structure, shapes and dtypes
+against the model before building any array. The format, the guarantees and
+the reasons for them are in ``docs/checkpoints.md``.
 """
 
 from __future__ import annotations
