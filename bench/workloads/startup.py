@@ -2,8 +2,8 @@
 
 Each script runs twice against a fresh, empty persistent compilation cache
 in a temporary folder: the first run compiles and fills the cache, the
-second reads it. funcnet's ``fit`` turns the cache on by itself
-(``funcnet.cache``); the run only points it at the temporary folder
+second reads it. ``examples/hello.py`` turns the cache on itself
+(``fn.enable_compilation_cache()``); the run only points it at the temporary folder
 (``FUNCNET_COMPILATION_CACHE_DIR``). The hand-written JAX script
 (``bench/scripts/hello_jax.py``) gets JAX's own cache switched on the way a
 user would (``JAX_COMPILATION_CACHE_DIR``, and

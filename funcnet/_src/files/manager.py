@@ -165,7 +165,7 @@ class CheckpointManager:
             net: the model, described in the file (with ``input_shape``).
             input_shape: the model's input shape.
             metadata: more JSON values; ``step`` and ``metrics`` are added to it.
-            model: a :func:`~funcnet.checkpoint.describe_model` result, instead
+            model: a :func:`~funcnet._src.files.checkpoint.describe_model` result, instead
                 of ``net`` and ``input_shape``.
 
         Returns:

@@ -70,7 +70,7 @@ def place_like(tree: Any, shardings: Any) -> Any:
     Example:
         >>> import jax, numpy as np
         >>> from jax.sharding import NamedSharding, PartitionSpec
-        >>> from funcnet.sharding import make_mesh
+        >>> from funcnet import make_mesh
         >>> s = NamedSharding(make_mesh(jax.devices()[:1]), PartitionSpec())
         >>> place_like({"w": np.ones(2, np.float32)}, s)["w"].sharding == s
         True

@@ -76,7 +76,7 @@ def steps_function(training: Training) -> Callable:
     ``x`` and ``y``; ``first`` is the index of the first step within the epoch.
     With ``index=None``, ``x`` and ``y`` are one batch, trained on as they are
     (a stream's batch, already split over the mesh: gathering rows from it
-    would all-gather it). A ``layout`` (funcnet.sharding) splits each batch
+    would all-gather it). A ``layout`` (``_src.parallel.sharding``) splits each batch
     over the mesh's data axis and keeps the train state in its layout.
 
     The guard: with ``on_nonfinite="stop"`` no update is applied after the

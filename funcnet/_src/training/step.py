@@ -138,7 +138,7 @@ def train_step_with_logs(
     whole state: the update then runs in place, and the guard costs about
     nothing (measured in ``docs/training.md``).
 
-    With a ``layout`` (:func:`funcnet.sharding.layout`) the batch is split over
+    With a ``layout`` (:func:`funcnet._src.parallel.sharding.layout`) the batch is split over
     the mesh's data axis and the train state kept in its layout; XLA inserts
     the collectives (a batch that cannot be split is an error naming ``where``).
     """
