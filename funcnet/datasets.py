@@ -3,7 +3,7 @@
 >>> import funcnet as fn
 >>> x, y = fn.datasets.circle(100, noise=0.0, seed=0)
 >>> x.shape, y.shape
-((100, 2), (100, 1))
+((100, 2), (100,))
 """
 
 from funcnet._src.playground.datasets import CLASSIFICATION as CLASSIFICATION
