@@ -90,7 +90,7 @@ def init_train_state(
             params, state, optimizer.init(params), jnp.zeros((), jnp.int32), train_key
         )
 
-    # One compiled program rather than dozens of eager operations (funcnet/init_program.py).
+    # One compiled program rather than dozens of eager operations (init_program.py).
     return run_compiled(build, as_key(key), identity=(net, optimizer, input_shape))
 
 
