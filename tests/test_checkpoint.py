@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +13,7 @@ import ml_dtypes
 import numpy as np
 import optax
 import pytest
+import safetensors.numpy
 
 import funcnet as fn
 from funcnet._src.files.checkpoint import describe_model
@@ -121,13 +123,55 @@ def test_the_file_is_a_plain_safetensors_file(tmp_path):
     (n,) = struct.unpack("<Q", raw[:8])
     assert (8 + n) % 8 == 0  # the data is aligned
     header = json.loads(raw[8 : 8 + n])
-    assert header["w"] == {"dtype": "F32", "shape": [2, 3], "data_offsets": [4, 28]}
-    assert header["b"] == {"dtype": "I32", "shape": [1], "data_offsets": [0, 4]}
+    assert (header["w"]["dtype"], header["w"]["shape"]) == ("F32", [2, 3])
+    assert (header["b"]["dtype"], header["b"]["shape"]) == ("I32", [1])
+    begin, end = header["w"]["data_offsets"]
     data = raw[8 + n :]
-    np.testing.assert_array_equal(np.frombuffer(data[4:28], "<f4").reshape(2, 3), params["w"])
+    np.testing.assert_array_equal(np.frombuffer(data[begin:end], "<f4").reshape(2, 3), params["w"])
     meta = json.loads(header["__metadata__"]["funcnet"])
-    assert meta["format"] == "funcnet-checkpoint" and meta["version"] == 1
+    assert meta["format"] == "funcnet-checkpoint" and meta["version"] == 2
     assert len(header["__metadata__"]["funcnet.sha256"]) == 64
+    # Any safetensors reader gets the arrays.
+    arrays = safetensors.numpy.load_file(tmp_path / "p.safetensors")
+    assert set(arrays) == {"w", "b"}
+    np.testing.assert_array_equal(arrays["w"], params["w"], strict=True)
+    np.testing.assert_array_equal(arrays["b"], params["b"], strict=True)
+
+
+V1_FILE = Path(__file__).parent / "data" / "checkpoint_v1.safetensors"
+
+
+def test_a_version_1_file_written_before_the_safetensors_package_still_loads(tmp_path):
+    # Written by funcnet's own writer (commit 108a3ba), with
+    # net = fn.serial(fn.Dense(2), fn.Relu()); _, params, _ = net.init(jax.random.key(0), (None, 3))
+    # fn.save(path, {"params": params, "bf16": ..., "c64": ..., "key": jax.random.key(7),
+    #     "py": (3, 0.5, True), "empty": np.zeros((0, 2), np.int32)},
+    #     history={"loss": [1.0, 0.5]}, net=net, input_shape=(None, 3), metadata={"step": 2})
+    net = fn.serial(fn.Dense(2), fn.Relu())
+    like = {
+        "params": ({"b": jnp.zeros(2), "w": jnp.zeros((3, 2))}, {}),
+        "bf16": jnp.zeros(3, jnp.bfloat16),
+        "c64": np.zeros(2, np.complex64),
+        "key": jax.random.key(0),
+        "py": (0, 0.0, False),
+        "empty": np.zeros((0, 2), np.int32),
+    }
+    got = fn.load(V1_FILE, like=like, net=net, input_shape=(None, 3))
+    np.testing.assert_array_equal(got["params"][0]["b"], [0.0, 0.0])
+    np.testing.assert_allclose(got["params"][0]["w"][0], [-0.47603673, 0.63118953], rtol=1e-6)
+    np.testing.assert_array_equal(got["bf16"].astype(np.float32), [1.5, -2.0, 0.25])
+    np.testing.assert_array_equal(got["c64"], np.asarray([1 + 2j, -3j], np.complex64))
+    np.testing.assert_array_equal(jax.random.key_data(got["key"]), [0, 7])
+    assert got["py"] == (3, 0.5, True) and [type(v) for v in got["py"]] == [int, float, bool]
+    assert got["empty"].shape == (0, 2)
+    info = fn.checkpoint_info(V1_FILE)
+    assert info.history == {"loss": [1.0, 0.5]} and info.metadata == {"step": 2}
+    # Its checksum (version 1's formula) is still checked.
+    raw = bytearray(V1_FILE.read_bytes())
+    raw[-1] ^= 0x01
+    (tmp_path / "v1.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(fn.CheckpointError, match="its sha256 checksum does not match its contents"):
+        fn.load(tmp_path / "v1.safetensors")
 
 
 def test_history_model_and_metadata_are_kept(tmp_path):
@@ -276,17 +320,32 @@ def test_foreign_files_are_rejected(tmp_path):
         fn.load(tmp_path / "missing.safetensors")
 
 
+def test_a_header_safetensors_cannot_parse_is_named_with_its_reason(small_file):
+    path, tree = small_file
+    raw = bytearray(path.read_bytes())
+    raw[8] = ord("[")  # the JSON header no longer opens an object
+    path.write_bytes(bytes(raw))
+    with pytest.raises(
+        fn.CheckpointError,
+        match=rf"^load: {path} is not a funcnet checkpoint, or it is corrupted: the safetensors "
+        r"package cannot read it \(.+\)\.$",
+    ):
+        fn.load(path, like=tree)
+    with pytest.raises(fn.CheckpointError, match=rf"^load: {path} is not a funcnet checkpoint"):
+        fn.checkpoint_info(path)
+
+
 def test_a_newer_format_version_is_named(small_file):
     path, _ = small_file
     header, data = read_header(path)
     meta = json.loads(header["__metadata__"]["funcnet"])
-    meta["version"] = 2
+    meta["version"] = 3
     header["__metadata__"]["funcnet"] = json.dumps(meta)
     text = json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(text)) + text + data)
     with pytest.raises(
         fn.CheckpointError,
-        match=r"is a funcnet-checkpoint of version 2; this funcnet reads version 1",
+        match=r"is a funcnet-checkpoint of version 3; this funcnet reads versions 1 to 2\. Load it with the funcnet version that wrote it\.$",
     ):
         fn.load(path)
 

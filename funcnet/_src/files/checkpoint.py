@@ -2,11 +2,10 @@
 
 A checkpoint holds one pytree (a :class:`~funcnet.TrainState`, params, state,
 an optax state, ...) with the training history, a description of the model
-(:func:`describe_model`) and user metadata, in the safetensors layout
-(:mod:`funcnet._src.files.format`). Writes are atomic; ``load`` checks the
-file's integrity and, with ``like=``, its structure, shapes and dtypes
-against the model before building any array. The format, the guarantees and
-the reasons for them are in ``docs/checkpoints.md``.
+and user metadata, in a safetensors file (:mod:`funcnet._src.files.format`).
+``load(path, like=tree)`` matches the file's leaves to ``like``'s by tree path
+and reports every difference at once. Why this format, and what is
+guaranteed: ``docs/checkpoints.md``.
 """
 
 from __future__ import annotations
@@ -24,14 +23,13 @@ from funcnet._src.core import InputShape, Layer, record_layers
 from funcnet._src.files.format import (
     CheckpointError,
     CheckpointMismatchError,
-    encode,
     keystr,
     leaf_signature,
     path_component,
     read_arrays,
     read_metadata,
     to_json,
-    write_atomic,
+    write,
 )
 from funcnet._src.parallel.sharding import put
 
@@ -161,7 +159,7 @@ def save(
         "model": describe_model(net, input_shape) if net is not None else model,
         "metadata": to_json(dict(metadata or {})),
     }
-    return write_atomic(path, encode(tree, fields))
+    return write(path, tree, fields)
 
 
 def _info(path: Path, meta: dict[str, Any]) -> CheckpointInfo:
@@ -282,7 +280,7 @@ def load(
         >>> fn.load(path, like={"w": jnp.zeros((3, 2))})
         Traceback (most recent call last):
         ...
-        funcnet.checkpoint_format.CheckpointMismatchError: load: .../p.safetensors does not match `like` (1 difference):
+        funcnet...CheckpointMismatchError: load: .../p.safetensors does not match `like` (1 difference):
           ['w']: shape (2, 3) in the file, (3, 2) expected
         Build `like` from the same model, optimizer and input shape as the saved run.
     """

@@ -1,24 +1,18 @@
-"""The bytes of a funcnet checkpoint: the safetensors layout, atomic writes, integrity checks.
+"""The bytes of a funcnet checkpoint: a safetensors file, written atomically and checked.
 
-:mod:`funcnet.checkpoint` builds ``save`` and ``load`` on this module. A file is:
+The ``safetensors`` package writes and parses the file. funcnet adds, in the
+header's ``__metadata__``:
 
-* 8 bytes: the header's length ``N``, a little-endian unsigned 64-bit integer;
-* ``N`` bytes: a JSON object mapping each tensor's name to its ``dtype``
-  (safetensors codes: ``F32``, ``BF16``, ``I32``, ...), ``shape`` and
-  ``data_offsets`` (a byte range of the data), plus ``__metadata__``, a map of
-  strings; padded with spaces so the data starts 8-byte aligned;
-* the arrays' bytes, back to back, little-endian (the only byte order JAX runs on).
-
-funcnet's own description is the JSON string ``__metadata__["funcnet"]``:
-the format name and version, one entry per leaf (its name, tree path as
-``[kind, value]`` steps, kind ``array``/``key``/``int``/``float``/``bool``,
-logical dtype and shape, and the stored dtype and shape), the history, the
-model description and the user metadata. ``__metadata__["funcnet.sha256"]``
-is a sha256 over the canonical JSON of the tensor table and of funcnet's
-metadata, then every data byte, so any change to the file is caught.
+* ``"funcnet"``: a JSON string with the format name and version, one entry per
+  leaf (its name in the file, tree path as ``[kind, value]`` steps, kind
+  ``array``/``key``/``int``/``float``/``bool``, logical dtype and shape, stored
+  dtype and shape), the history, the model description and the user metadata;
+* ``"funcnet.sha256"``: a sha256 over that JSON (canonical form) and then every
+  leaf's bytes in entry order, so any change to the file is caught.
 
 Dtypes safetensors does not name (complex) are stored as raw ``U8`` bytes;
-their real dtype is in funcnet's entry.
+their real dtype is in funcnet's entry. Version 1 files (written by funcnet's
+own writer, before it used the package) have the same layout and still load.
 """
 
 from __future__ import annotations
@@ -26,23 +20,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import jax
 import ml_dtypes
 import numpy as np
+import safetensors
+import safetensors.numpy
 
 from funcnet._src.core import is_key
 
 FORMAT = "funcnet-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: written by the safetensors package, whose tensor order is its own
+READABLE_VERSIONS = (1, 2)
 _MAX_HEADER = 100_000_000  # as safetensors: a longer "header" means a foreign file
 
-# numpy dtype name -> safetensors dtype code
+# numpy dtype name -> safetensors dtype code, for the dtypes stored natively
 CODES = {
     "bool": "BOOL",
     "uint8": "U8",
@@ -196,8 +193,33 @@ def _canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _digest(table: dict[str, Any], meta: dict[str, Any], data: Iterable[Any]) -> str:
-    digest = hashlib.sha256(_canonical(table))
+def _nbytes(dtype_name: str, shape: list[int]) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * dtype_from_name(dtype_name).itemsize
+
+
+def _in_file(dtype_name: str, shape: list[int]) -> tuple[str, list[int]]:
+    """The safetensors ``(dtype code, shape)`` of a leaf stored as ``dtype_name`` and ``shape``."""
+    code = CODES.get(dtype_name)
+    return (code, list(shape)) if code is not None else ("U8", [_nbytes(dtype_name, shape)])
+
+
+def _digest(meta: dict[str, Any], data: Iterable[Any]) -> str:
+    """funcnet's checksum of its metadata and the leaves' bytes, in entry order."""
+    digest = hashlib.sha256()
+    if meta.get("version") == 1:
+        # Version 1 also hashed its tensor table first, which its entries determine:
+        # the leaves back to back in entry order.
+        table, offset = {}, 0
+        for entry in meta["entries"]:
+            code, shape = _in_file(*entry["stored"])
+            nbytes = _nbytes(*entry["stored"])
+            table[entry["name"]] = {
+                "dtype": code,
+                "shape": shape,
+                "data_offsets": [offset, offset + nbytes],
+            }
+            offset += nbytes
+        digest.update(_canonical(table))
     digest.update(_canonical(meta))
     for chunk in data:
         digest.update(chunk)
@@ -208,53 +230,60 @@ def _digest(table: dict[str, Any], meta: dict[str, Any], data: Iterable[Any]) ->
 # Writing
 
 
-def write_atomic(path: str | os.PathLike, chunks: Iterable[Any]) -> Path:
-    """Writes ``chunks`` (bytes-like) to ``path`` so a crash leaves the old file or the new one.
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path to write ``path``'s new content to; on success it replaces ``path``.
 
-    The bytes go to a temporary file in the same directory
-    (``.<name>.<random>.tmp``), which is flushed, fsynced and renamed over
-    ``path``; then the directory is fsynced, so the rename itself survives a
-    power cut.
+    The temporary file is in the same directory (``.<name>.<random>.tmp``);
+    after the body writes it, it is fsynced and renamed over ``path``, then
+    the directory is fsynced, so a crash or power cut leaves the old file or
+    the new one, never a mix. If the body raises, the temporary file is removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        fd = os.open(tmp, os.O_RDWR)  # writable: Windows refuses to fsync a read-only handle
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return path
 
 
-def encode(tree: Any, fields: dict[str, Any]) -> list[Any]:
-    """The file's bytes, as chunks: ``tree``'s leaves plus funcnet's metadata ``fields``."""
-    table: dict[str, Any] = {}
-    entries, arrays, offset = [], [], 0
+def write_atomic(path: str | os.PathLike, chunks: Iterable[Any]) -> Path:
+    """Writes ``chunks`` (bytes-like) to ``path`` so a crash leaves the old file or the new one."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        for chunk in chunks:
+            f.write(chunk)
+    return Path(path)
+
+
+def write(path: str | os.PathLike, tree: Any, fields: dict[str, Any]) -> Path:
+    """Writes ``tree``'s leaves plus funcnet's metadata ``fields`` to ``path``, atomically."""
+    tensors: dict[str, np.ndarray] = {}
+    entries = []
     for keys, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         components = [path_component(k) for k in keys]
         stored = _stored(keystr(components), leaf)
-        kind, shape, dtype_name = leaf_signature(leaf)  # type: ignore[misc]
+        kind, shape, dtype_name = leaf_signature(leaf)  # type: ignore[misc]  # _stored checked it
         name = "/".join(str(c[1]) for c in components) or "(root)"
-        while name in table or name == "__metadata__":
+        while name in tensors or name == "__metadata__":
             name += "~"
-        code = CODES.get(stored.dtype.name, "U8")
-        table[name] = {
-            "dtype": code,
-            "shape": list(stored.shape) if code != "U8" else [stored.nbytes],
-            "data_offsets": [offset, offset + stored.nbytes],
-        }
-        offset += stored.nbytes
+        # safetensors names bfloat16 and float8 by their numpy (ml_dtypes) names; other
+        # dtypes it does not know go in as their raw bytes.
+        tensors[name] = stored if stored.dtype.name in CODES else stored.reshape(-1).view(np.uint8)
         entries.append(
             {
                 "name": name,
@@ -265,7 +294,6 @@ def encode(tree: Any, fields: dict[str, Any]) -> list[Any]:
                 "stored": [stored.dtype.name, list(stored.shape)],
             }
         )
-        arrays.append(stored)
     meta = {"format": FORMAT, "version": VERSION, "entries": entries, **fields}
     try:
         meta_text = _canonical(meta).decode()
@@ -273,87 +301,20 @@ def encode(tree: Any, fields: dict[str, Any]) -> list[Any]:
         raise TypeError(
             f"save: metadata must hold JSON values only (dicts, lists, strings, numbers): {error}."
         ) from None
-    data = [a.reshape(-1).view(np.uint8).data for a in arrays]
-    extra = {"funcnet": meta_text, "funcnet.sha256": _digest(table, meta, data)}
-    header = json.dumps({**table, "__metadata__": extra}).encode()
-    header += b" " * (-len(header) % 8)  # the arrays start 8-byte aligned
-    return [struct.pack("<Q", len(header)), header, *data]
+    data = [a.reshape(-1).view(np.uint8).data for a in tensors.values()]
+    header = {"funcnet": meta_text, "funcnet.sha256": _digest(meta, data)}
+    with atomic_path(path) as tmp:
+        safetensors.numpy.save_file(tensors, tmp, metadata=header)
+    return Path(path)
 
 
 # --------------------------------------------------------------------------
 # Reading
-
-
-def _parse_header(path: Path, f: Any, size: int) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    """``(tensor table, funcnet metadata, digest)``, leaving ``f`` at the arrays' first byte."""
-    not_ours = f"load: {path} is not a funcnet checkpoint"
-    head = f.read(8)
-    if len(head) < 8:
-        raise CheckpointError(f"{not_ours}: it holds {size} bytes, too few for a header.")
-    (length,) = struct.unpack("<Q", head)
-    if length > min(_MAX_HEADER, size - 8):
-        raise CheckpointError(
-            f"{not_ours}, or it is truncated: its first 8 bytes announce a {length}-byte "
-            f"header but only {size - 8} bytes follow."
-        )
-    try:
-        table = json.loads(f.read(length))
-        extra = table.pop("__metadata__")
-        meta = json.loads(extra["funcnet"])
-        digest = extra.get("funcnet.sha256")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise CheckpointError(
-            f"{not_ours}: it has no safetensors header with funcnet metadata. Was it written "
-            "by funcnet.save?"
-        ) from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{not_ours}: its metadata names no {FORMAT!r} format.")
-    if meta.get("version") != VERSION:
-        raise CheckpointError(
-            f"load: {path} is a {FORMAT} of version {meta.get('version')!r}; this funcnet reads "
-            f"version {VERSION}. Load it with the funcnet version that wrote it."
-        )
-    _check_layout(path, table, meta, size - 8 - length)
-    return table, meta, digest
-
-
-def _check_layout(path: Path, table: dict[str, Any], meta: dict[str, Any], data_size: int) -> None:
-    """Checks that the entries tile the arrays' bytes exactly and agree with the tensor table."""
-    broken = f"load: {path} is corrupted"
-    offset = 0
-    try:
-        if [e["name"] for e in meta["entries"]] != list(table):
-            raise CheckpointError(f"{broken}: its tensor table and its funcnet entries disagree.")
-        for entry in meta["entries"]:
-            dtype_name, shape = entry["stored"]
-            dtype = dtype_from_name(dtype_name)
-            if not all(isinstance(d, int) and d >= 0 for d in shape):
-                raise CheckpointError(f"{broken}: {entry['name']!r} has shape {shape}.")
-            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            code = CODES.get(dtype.name, "U8")
-            expected = {
-                "dtype": code,
-                "shape": shape if code != "U8" else [nbytes],
-                "data_offsets": [offset, offset + nbytes],
-            }
-            if table[entry["name"]] != expected:
-                raise CheckpointError(
-                    f"{broken}: the bytes of {entry['name']!r} are not where its shape "
-                    f"{tuple(shape)} and dtype {dtype_name} put them."
-                )
-            offset += nbytes
-    except CheckpointError as error:
-        if str(error).startswith("load: "):
-            raise
-        raise CheckpointError(f"{broken}: {error}.") from None
-    except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{broken}: its header is malformed ({error!r}).") from None
-    if offset != data_size:
-        what = "truncated" if data_size < offset else "corrupted"
-        raise CheckpointError(
-            f"load: {path} is {what}: its header describes {offset} bytes of arrays but "
-            f"{data_size} bytes follow it."
-        )
+#
+# The arrays are read with ``safetensors.deserialize``, which returns every
+# tensor's raw bytes with its dtype code: ``safetensors.numpy.load`` and
+# ``safe_open(framework="np")`` build numpy arrays and (in some versions) know
+# neither bfloat16 nor float8. funcnet views the bytes with the dtype its entry names.
 
 
 def _size(path: Path) -> int:
@@ -363,28 +324,124 @@ def _size(path: Path) -> int:
         raise FileNotFoundError(f"load: no checkpoint at {path}.") from None
 
 
-def read_metadata(path: Path) -> dict[str, Any]:
-    """funcnet's metadata, from the header alone (checked, but not against the digest)."""
+def _refused(path: Path, error: Exception) -> CheckpointError:
+    """The error for a file the safetensors package refused, saying why in funcnet's words."""
+    not_ours = f"load: {path} is not a funcnet checkpoint"
     size = _size(path)
     with open(path, "rb") as f:
-        return _parse_header(path, f, size)[1]
+        head = f.read(8)
+        length = int.from_bytes(head, "little")
+        header = f.read(length) if len(head) == 8 and length <= min(_MAX_HEADER, size - 8) else b""
+    if len(head) < 8:
+        return CheckpointError(f"{not_ours}: it holds {size} bytes, too few for a header.")
+    if length > min(_MAX_HEADER, size - 8):
+        return CheckpointError(
+            f"{not_ours}, or it is truncated: its first 8 bytes announce a {length}-byte "
+            f"header but only {size - 8} bytes follow."
+        )
+    try:  # the common damage: a file cut short by a crash or a full disk
+        table = json.loads(header)
+        described = max(
+            [0] + [t["data_offsets"][1] for k, t in table.items() if k != "__metadata__"]
+        )
+        follow = size - 8 - length
+        if isinstance(described, int) and described != follow:
+            return CheckpointError(
+                f"load: {path} is {'truncated' if follow < described else 'corrupted'}: its "
+                f"header describes {described} bytes of arrays but {follow} bytes follow it."
+            )
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        pass
+    return CheckpointError(
+        f"{not_ours}, or it is corrupted: the safetensors package cannot read it ({error})."
+    )
+
+
+def _funcnet_metadata(path: Path, extra: Any) -> tuple[dict[str, Any], Any]:
+    """funcnet's metadata and digest from the header's ``__metadata__``, checked."""
+    not_ours = f"load: {path} is not a funcnet checkpoint"
+    try:
+        meta = json.loads(extra["funcnet"])
+        digest = extra.get("funcnet.sha256")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise CheckpointError(
+            f"{not_ours}: it has no safetensors header with funcnet metadata. Was it written "
+            "by funcnet.save?"
+        ) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{not_ours}: its metadata names no {FORMAT!r} format.")
+    if meta.get("version") not in READABLE_VERSIONS:
+        raise CheckpointError(
+            f"load: {path} is a {FORMAT} of version {meta.get('version')!r}; this funcnet reads "
+            f"versions {READABLE_VERSIONS[0]} to {VERSION}. Load it with the funcnet version "
+            "that wrote it."
+        )
+    return meta, digest
+
+
+def _check_layout(path: Path, table: dict[str, tuple[str, list[int]]], meta: dict[str, Any]):
+    """Checks that funcnet's entries name exactly the file's tensors, with their dtypes and shapes.
+
+    ``table`` maps each tensor in the file to its safetensors dtype code and shape.
+    """
+    broken = f"load: {path} is corrupted"
+    try:
+        names = [e["name"] for e in meta["entries"]]
+        if sorted(names) != sorted(table) or len(set(names)) != len(names):
+            raise CheckpointError(f"{broken}: its tensor table and its funcnet entries disagree.")
+        for entry in meta["entries"]:
+            dtype_name, shape = entry["stored"]
+            if not all(isinstance(d, int) and d >= 0 for d in shape):
+                raise CheckpointError(f"{broken}: {entry['name']!r} has shape {shape}.")
+            code, shape_in_file = table[entry["name"]]
+            if (code, list(shape_in_file)) != _in_file(dtype_name, shape):
+                raise CheckpointError(
+                    f"{broken}: the bytes of {entry['name']!r} are not where its shape "
+                    f"{tuple(shape)} and dtype {dtype_name} put them."
+                )
+    except CheckpointError as error:
+        if str(error).startswith("load: "):
+            raise
+        raise CheckpointError(f"{broken}: {error}.") from None
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{broken}: its header is malformed ({error!r}).") from None
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """funcnet's metadata, from the header alone (checked, but not against the digest)."""
+    _size(path)
+    try:
+        with safetensors.safe_open(path, framework="np") as f:
+            extra = f.metadata()
+            table = {k: (f.get_slice(k).get_dtype(), f.get_slice(k).get_shape()) for k in f.keys()}
+    except safetensors.SafetensorError as error:
+        raise _refused(path, error) from None
+    meta, _ = _funcnet_metadata(path, extra)
+    _check_layout(path, table, meta)
+    return meta
 
 
 def read_arrays(path: Path) -> tuple[list[tuple[dict[str, Any], np.ndarray]], dict[str, Any]]:
     """Every entry with its host array, and funcnet's metadata, after checking the digest."""
-    size = _size(path)
-    with open(path, "rb") as f:
-        table, meta, digest = _parse_header(path, f, size)
-        data = f.read()
-    if _digest(table, meta, [data]) != digest:
+    _size(path)
+    data = path.read_bytes()
+    try:
+        tensors = dict(safetensors.deserialize(data))
+    except safetensors.SafetensorError as error:
+        raise _refused(path, error) from None
+    # deserialize checked the header; it returns the tensors but not the metadata.
+    header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+    del data
+    meta, digest = _funcnet_metadata(path, header.get("__metadata__"))
+    _check_layout(path, {k: (t["dtype"], t["shape"]) for k, t in tensors.items()}, meta)
+    raw = [tensors[entry["name"]]["data"] for entry in meta["entries"]]
+    if _digest(meta, raw) != digest:
         raise CheckpointError(
             f"load: {path} is corrupted: its sha256 checksum does not match its contents."
         )
     out = []
-    for entry in meta["entries"]:
+    for entry, buffer in zip(meta["entries"], raw):
         dtype_name, shape = entry["stored"]
-        begin = table[entry["name"]]["data_offsets"][0]
-        count = int(np.prod(shape, dtype=np.int64))
-        array = np.frombuffer(data, dtype=dtype_from_name(dtype_name), count=count, offset=begin)
+        array = np.frombuffer(buffer, dtype=dtype_from_name(dtype_name))
         out.append((entry, array.reshape(tuple(shape))))
     return out, meta
