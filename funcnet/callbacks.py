@@ -12,11 +12,13 @@ from funcnet._src.training.callbacks import ModelCheckpoint as ModelCheckpoint
 from funcnet._src.training.callbacks import ReduceLROnPlateau as ReduceLROnPlateau
 from funcnet._src.training.callbacks import Run as Run
 from funcnet._src.training.callbacks import TerminateOnNaN as TerminateOnNaN
+from funcnet._src.training.step import NonFinite as NonFinite
 
 __all__ = [
     "Callback",
     "EarlyStopping",
     "ModelCheckpoint",
+    "NonFinite",
     "ReduceLROnPlateau",
     "Run",
     "TerminateOnNaN",

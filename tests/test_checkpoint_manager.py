@@ -185,11 +185,21 @@ def test_resuming_continues_the_run_bitwise(tmp_path):
 def test_resume_from_a_file_or_a_manager_and_a_best_checkpoint(tmp_path):
     whole = train(epochs=3)
     manager = fn.CheckpointManager(tmp_path / "m", best="loss")
-    train(epochs=1, callbacks=[manager.callback()])
+    spec = jax.ShapeDtypeStruct((None, 3), jnp.float32)  # as fit describes it
+    train(epochs=1, callbacks=[fn.ModelCheckpoint(manager, net=NET, input_shape=spec)])
     from_manager = train(epochs=3, resume=manager)
     assert_bitwise(from_manager.train_state, whole.train_state)
     from_file = train(epochs=3, resume=str(manager.path(1)))
     assert_bitwise(from_file.train_state, whole.train_state)
+    assert fn.checkpoint_info(manager.path(1)).model == describe_model(NET, spec)
+
+
+def test_fit_checkpoint_accepts_a_manager_with_its_own_policy(tmp_path):
+    manager = fn.CheckpointManager(tmp_path, max_to_keep=1, best="loss", mode="max")
+    result = train(epochs=3, checkpoint=manager)
+    # The worst (highest) loss, the first epoch's, is kept as the best, and the newest.
+    assert manager.steps() == [1, 3] and manager.best() == manager.path(1)
+    assert fn.checkpoint_info(manager.path(3)).history == result.history
 
 
 def test_resume_true_on_an_empty_directory_starts_afresh(tmp_path):

@@ -7,7 +7,8 @@ import optax
 import pytest
 
 import funcnet as fn
-from funcnet._src.training.engine import resolve_loop
+from funcnet._src.training.engine import ArrayEngine, Training, convolves, resolve_loop
+from funcnet.callbacks import NonFinite
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(50, 3)).astype(np.float32)
@@ -46,19 +47,82 @@ def test_the_partial_batch_compiles_once_across_epochs_and_calls():
     assert sorted(traces) == [(2, 1), (8, 1)]  # 50 = 6 x 8 + 2
 
 
-def test_auto_loop_uses_python_steps_only_for_native_convolutions_on_cpu():
-    from funcnet._src.layers._cpu_kernels import use_conv_impl
+def native_conv(x, w):
+    return jax.lax.conv_general_dilated(
+        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
 
-    conv = fn.serial(fn.Conv(2, (3, 3)), fn.Flatten(), fn.Dense(1))
-    ts = fn.init_train_state(conv, OPT, (None, 5, 5, 1), key=0)
-    x = jnp.zeros((4, 5, 5, 1))
+
+def im2col_like(x, w):
+    return x * jnp.sum(w, axis=(0, 1, 2))[None, None, None, :]  # no convolution primitive
+
+
+def conv_net(forward):
+    """A one-convolution model built without funcnet's Conv (so without its CPU kernels)."""
+
+    def init(key, input_shape):
+        shape = getattr(input_shape, "shape", input_shape)
+        return (*shape[:-1], 2), {"w": jax.random.normal(key, (3, 3, 1, 2))}, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        return forward(x, params["w"]), state
+
+    return fn.serial(fn.Layer(init, apply, "conv"), fn.Flatten(), fn.Dense(1))
+
+
+def test_convolves_finds_native_convolutions_in_the_jaxpr_the_cpu_runs():
+    x, w = jnp.zeros((1, 5, 5, 1)), jnp.zeros((3, 3, 1, 2))
+    assert convolves(jax.make_jaxpr(native_conv)(x, w))
+    assert not convolves(jax.make_jaxpr(im2col_like)(x, w))
+    # Inside a scan, a nested jit and a gradient.
+    nested = jax.jit(jax.grad(lambda w: jnp.sum(native_conv(x, w))))
+    scanned = lambda w: jax.lax.scan(lambda c, _: (nested(c), None), w, length=2)[0]  # noqa: E731
+    assert convolves(jax.make_jaxpr(scanned)(w))
+
+    # Of a platform_dependent choice, only the branch the CPU takes counts.
+    def on_cpu_im2col(x, w):
+        return jax.lax.platform_dependent(x, w, cpu=im2col_like, default=native_conv)
+
+    def on_cpu_native(x, w):
+        return jax.lax.platform_dependent(x, w, cpu=native_conv, default=im2col_like)
+
+    assert not convolves(jax.make_jaxpr(on_cpu_im2col)(x, w), "cpu")
+    assert convolves(jax.make_jaxpr(on_cpu_im2col)(x, w), "cuda")
+    assert convolves(jax.make_jaxpr(on_cpu_native)(x, w), "cpu")
+
+
+def test_auto_loop_uses_python_steps_only_for_native_convolutions_on_cpu():
     on_cpu = jax.default_backend() == "cpu"
-    with use_conv_impl("native"):
-        assert resolve_loop("auto", conv, ts, x) == ("python" if on_cpu else "scan")
-    with use_conv_impl("auto"):
-        assert resolve_loop("auto", conv, ts, x) == "scan"  # im2col on the CPU
-    ts = fn.init_train_state(NET, OPT, (None, 3), key=0)
-    assert resolve_loop("auto", NET, ts, jnp.zeros((4, 3))) == "scan"
+    x, y = jnp.zeros((8, 5, 5, 1)), jnp.zeros((8, 1))
+    native = ArrayEngine(
+        engine_spec(conv_net(native_conv)), x, y, like=start(conv_net(native_conv), x), **PLAN
+    )
+    assert native.loop == ("python" if on_cpu else "scan") and native.chunk == 1
+    rewritten = ArrayEngine(
+        engine_spec(conv_net(im2col_like)), x, y, like=start(conv_net(im2col_like), x), **PLAN
+    )
+    assert rewritten.loop == "scan" and rewritten.chunk == 2
+    # funcnet's own Conv chooses im2col on the CPU by default: the scan.
+    conv = fn.serial(fn.Conv(2, (3, 3)), fn.Flatten(), fn.Dense(1))
+    assert ArrayEngine(engine_spec(conv), x, y, like=start(conv, x), **PLAN).loop == "scan"
+    dense = ArrayEngine(engine_spec(NET), X[:8], Y[:8], like=start(NET, X), **PLAN)
+    assert dense.loop == "scan"
+    assert resolve_loop("python", lambda: 1 / 0) == "python"  # an explicit loop traces nothing
+    # fit trains the same either way.
+    conv_x = RNG.normal(size=(8, 5, 5, 1)).astype(np.float32)
+    args = {"net": conv_net(native_conv), "x": conv_x, "y": Y[:8], "batch_size": 4}
+    assert_same_params(train(**args), train(**args, loop="scan"), rtol=1e-5, atol=1e-6)
+
+
+PLAN = {"batch_size": 4, "shuffle": False, "steps_per_execution": None, "loop": "auto"}
+
+
+def engine_spec(net):
+    return Training(net, fn.mse, OPT)
+
+
+def start(net, x):
+    return fn.init_train_state(net, OPT, jax.ShapeDtypeStruct((None, *x.shape[1:]), x.dtype), key=0)
 
 
 def test_a_stream_of_batches_trains_like_the_arrays():
@@ -185,9 +249,10 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_finite_params():
     y[5] = np.nan  # the third batch of two
     result = train(x=X[:10], y=y, batch_size=2, shuffle=False, epochs=4)
     assert result.stop_reason == (
-        "TerminateOnNaN: non-finite loss or gradient at epoch 1, step 3 of that epoch; "
+        "TerminateOnNaN: non-finite loss at epoch 1, step 3 of that epoch; "
         "kept the params from before that step"
     )
+    assert result.nonfinite == NonFinite(epoch=0, step=2, what="loss")
     before = train(x=X[:4], y=Y[:4], batch_size=2, shuffle=False, epochs=1)
     assert_same_params(result, before, rtol=0, atol=0)
     assert int(result.train_state.step) == 2
@@ -206,9 +271,10 @@ def test_a_nan_gradient_under_a_finite_loss_stops_training_too(loop):
     y[5] = 1000.0  # the third batch of two
     result = train(x=X[:10], y=y, loss=nan_gradient_loss, batch_size=2, shuffle=False, loop=loop)
     assert result.stop_reason == (
-        "TerminateOnNaN: non-finite loss or gradient at epoch 1, step 3 of that epoch; "
+        "TerminateOnNaN: non-finite gradient at epoch 1, step 3 of that epoch; "
         "kept the params from before that step"
     )
+    assert result.nonfinite == NonFinite(epoch=0, step=2, what="gradient")
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(result.params))
     before = train(x=X[:4], y=Y[:4], loss=nan_gradient_loss, batch_size=2, shuffle=False, epochs=1)
     assert_same_params(result, before, rtol=0, atol=0)
@@ -303,3 +369,109 @@ def test_ignore_mode_applies_every_update():
     assert not np.all(np.isfinite(result.params[0]["w"]))
     clean = train(on_nonfinite="ignore")
     assert_same_params(clean, train(), rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------
+# One owner of the run: read-only logs, callbacks' own logs, typed non-finite steps
+
+
+def test_callbacks_get_read_only_logs():
+    class Mutator(fn.Callback):
+        def on_epoch_end(self, epoch, logs):
+            logs["loss"] = 0.0
+
+    with pytest.raises(TypeError, match="does not support item assignment"):
+        train(callbacks=[Mutator()], epochs=1)
+
+
+def test_logs_a_callback_adds_reach_every_callback_the_history_and_the_checkpoint(tmp_path):
+    seen = []
+
+    class Doubler(fn.Callback):
+        def epoch_logs(self, epoch, logs):
+            return {"double_loss": 2 * logs["loss"]}
+
+    class Recorder(fn.Callback):
+        def on_epoch_end(self, epoch, logs):
+            # The history holds this epoch already, as the checkpoint saved after it does.
+            seen.append((dict(logs), {k: list(v) for k, v in self.run.history.items()}))
+
+    # The recorder comes first: the order of callbacks does not matter any more.
+    result = train(callbacks=[Recorder(), Doubler()], epochs=2, checkpoint=tmp_path)
+    assert result.history["double_loss"] == [2 * v for v in result.history["loss"]]
+    assert seen[-1] == ({k: v[-1] for k, v in result.history.items()}, result.history)
+    info = fn.checkpoint_info(fn.CheckpointManager(tmp_path).latest())
+    assert info.history == result.history and "double_loss" in info.metadata["metrics"]
+
+
+def test_a_callback_may_not_log_a_name_already_logged():
+    class Clash(fn.Callback):
+        def epoch_logs(self, epoch, logs):
+            return {"loss": 0.0}
+
+    with pytest.raises(
+        ValueError,
+        match=r"^fit: the callback Clash logs 'loss', which is already in the logs \(loss\); "
+        r"return it under another name from epoch_logs\.$",
+    ):
+        train(callbacks=[Clash()], epochs=1)
+
+
+def test_the_run_owns_the_train_state_callbacks_see_and_replace():
+    states = []
+
+    class Freeze(fn.Callback):
+        def on_train_begin(self):
+            self.start = jax.device_get(self.run.train_state.params)
+
+        def on_epoch_end(self, epoch, logs):
+            states.append(int(self.run.train_state.step))
+            # Put back the first params: the next epoch starts from them.
+            params = jax.tree.map(jnp.asarray, self.start)
+            self.run.train_state = self.run.train_state._replace(params=params)
+
+    result = train(callbacks=[Freeze()], epochs=2, shuffle=False)
+    assert states == [7, 14]
+    one = train(epochs=1, shuffle=False)
+    assert result.history["loss"][1] == pytest.approx(one.history["loss"][0], rel=1e-6)
+
+
+def test_skip_mode_reports_the_first_non_finite_step():
+    y = Y[:10].copy()
+    y[7] = np.nan  # the fourth batch of two
+    result = train(x=X[:10], y=y, batch_size=2, shuffle=False, epochs=2, on_nonfinite="skip")
+    assert result.stop_reason is None and result.nonfinite == NonFinite(0, 3, "loss")
+    assert train(epochs=1).nonfinite is None
+
+
+# --------------------------------------------------------------------------
+# Models are not kept alive by funcnet's caches
+
+
+def test_a_model_is_garbage_collected_after_fit_predict_and_evaluate():
+    import gc
+    import weakref
+
+    def use_a_model():
+        net = fn.serial(fn.Dense(4, "tanh"), fn.Dense(1))
+        result = train(net=net, epochs=1, validation_data=(X[:5], Y[:5]))
+        fn.predict(net, result.params, result.state, X)
+        fn.evaluate(net, result.params, result.state, X, Y, loss="mse")
+        fn.fit_many(net, X, Y, loss="mse", optimizer=OPT, seeds=2, epochs=1)
+        return weakref.ref(net.apply), weakref.ref(net.init)
+
+    apply, init = use_a_model()
+    gc.collect()
+    assert apply() is None and init() is None
+
+
+def test_a_cached_program_serves_the_same_model_again():
+    traces = []
+
+    def counting_mse(p, t):
+        traces.append(1)
+        return fn.mse(p, t)
+
+    train(loss=counting_mse, epochs=1, batch_size=25)
+    train(loss=counting_mse, epochs=1, batch_size=25)
+    assert len(traces) == 1

@@ -77,3 +77,24 @@ def get_metric(metric: str | Metric) -> tuple[str, Metric]:
     if callable(metric):
         return getattr(metric, "__name__", "metric"), metric
     raise TypeError(f"a metric must be a name or a function, got {type(metric).__name__}.")
+
+
+def resolve_mode(name: str, mode: str, monitor: str) -> str:
+    """Whether lower or higher values of the log ``monitor`` are better: "min" or "max".
+
+    ``mode="auto"`` is "max" for accuracy-like names (acc, auc, precision,
+    recall) and "min" otherwise; ``name`` names the caller in the error.
+
+    Example:
+        >>> resolve_mode("EarlyStopping", "auto", "val_accuracy")
+        'max'
+    """
+    if mode == "auto":
+        return (
+            "max"
+            if any(word in monitor for word in ("acc", "auc", "precision", "recall"))
+            else "min"
+        )
+    if mode not in ("min", "max"):
+        raise ValueError(f"{name}: mode must be 'min', 'max' or 'auto', got {mode!r}.")
+    return mode

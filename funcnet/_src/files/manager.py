@@ -18,20 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
 from funcnet._src.core import InputShape, Layer
 from funcnet._src.files.checkpoint import (
     CheckpointInfo,
     checkpoint_info,
-    describe_model,
     load,
     save,
 )
 from funcnet._src.files.format import CheckpointError, CheckpointMismatchError
+from funcnet._src.metrics import resolve_mode
 from funcnet._src.parallel.sharded_io import gather_for_save
-from funcnet._src.training.callbacks import Callback, ModelCheckpoint, resolve_mode
-from funcnet._src.training.step import History, TrainState
 
 _SUFFIX = ".safetensors"
 
@@ -140,7 +137,7 @@ class CheckpointManager:
         step: int,
         tree: Any,
         *,
-        history: History | None = None,
+        history: dict[str, list[float]] | None = None,
         metrics: dict[str, float] | None = None,
         net: Layer | None = None,
         input_shape: InputShape | None = None,
@@ -256,134 +253,3 @@ class CheckpointManager:
                     raise
                 warnings.warn(f"{error} Restoring the checkpoint before it.", stacklevel=2)
         raise AssertionError("unreachable")
-
-    def callback(
-        self, *, every: int = 1, net: Layer | None = None, input_shape: InputShape | None = None
-    ) -> ModelCheckpoint:
-        """A ``fit`` callback that saves the train state here every ``every`` epochs.
-
-        Checkpoint ``e`` holds the state after ``e`` completed epochs, with the
-        history and that epoch's logs, so ``fit(..., resume=manager)``
-        continues from it. Put it after callbacks that add logs.
-        """
-        return FitCheckpoint(self, every=every, net=net, input_shape=input_shape)
-
-
-class FitCheckpoint(ModelCheckpoint):
-    """The :class:`~funcnet.ModelCheckpoint` that :meth:`CheckpointManager.callback` returns."""
-
-    def __init__(
-        self,
-        manager: CheckpointManager,
-        *,
-        every: int = 1,
-        net: Layer | None = None,
-        input_shape: InputShape | None = None,
-    ):
-        super().__init__(self._save, every=every)
-        if net is not None and input_shape is None:
-            raise ValueError("CheckpointManager.callback: net needs input_shape too.")
-        self.manager = manager
-        # Described once, not at every save: it traces the model's init.
-        self.model = describe_model(net, input_shape) if net is not None else None
-
-    def _save(self, epoch: int, train_state: TrainState, logs: dict[str, float]) -> None:
-        # fit appends the epoch's logs to the history after the callbacks run.
-        history = {name: list(values) for name, values in self.run.history.items()}
-        for name, value in logs.items():
-            history.setdefault(name, []).append(value)
-        self.manager.save(
-            epoch + 1,
-            train_state,
-            history=history,
-            metrics=logs,
-            metadata={"epoch": epoch + 1},
-            model=self.model,
-        )
-
-
-def as_manager(where: Any, what: str = "checkpoint") -> CheckpointManager:
-    """A manager from a :class:`CheckpointManager` or a directory path."""
-    if isinstance(where, CheckpointManager):
-        return where
-    if isinstance(where, (str, os.PathLike)):
-        return CheckpointManager(where)
-    raise TypeError(
-        f"fit: {what} must be a CheckpointManager or a directory path, got {type(where).__name__}."
-    )
-
-
-def checkpoint_callback(checkpoint: Any, net: Layer, input_shape: InputShape) -> Callback | None:
-    """fit's ``checkpoint=`` option as a callback (None when not asked for)."""
-    if checkpoint is None:
-        return None
-    return as_manager(checkpoint).callback(net=net, input_shape=input_shape)
-
-
-def resume_fit(
-    resume: Any,
-    checkpoint: Any,
-    train_state: TrainState,
-    net: Layer,
-    input_shape: InputShape,
-    train_state_given: bool = False,
-) -> tuple[TrainState, int, History | None]:
-    """fit's ``resume=`` option: ``(train state, epochs already done, history so far)``.
-
-    ``resume=True`` reads ``checkpoint``'s newest file; a manager or a
-    directory its newest file; a file path that file. No checkpoint yet (an
-    empty or new directory) starts afresh, so the same script starts and
-    restarts a run.
-    """
-    if resume is False or resume is None:
-        return train_state, 0, None
-    if train_state_given:
-        raise ValueError(
-            "fit: give train_state (continue from it) or resume (continue from a checkpoint), "
-            "not both."
-        )
-    if resume is True:
-        if checkpoint is None:
-            raise ValueError(
-                "fit: resume=True resumes from the checkpoint directory; pass checkpoint=<dir> "
-                "too, or resume=<dir, file or CheckpointManager>."
-            )
-        resume = checkpoint
-    if isinstance(resume, (str, os.PathLike)) and (
-        Path(resume).is_file() or str(resume).endswith(_SUFFIX)
-    ):
-        tree = load(resume, train_state, net=net, input_shape=input_shape)
-        info = checkpoint_info(resume)
-    else:
-        manager = as_manager(resume, "resume")
-        if not manager.steps():
-            _check_processes_agree(0, resume)
-            return train_state, 0, None
-        tree, info = manager.restore(train_state, net=net, input_shape=input_shape)
-    history = {name: list(values) for name, values in info.history.items()}
-    epoch = int(info.metadata.get("epoch", len(next(iter(history.values()), []))))
-    _check_processes_agree(epoch, resume)
-    return tree, epoch, history
-
-
-def _check_processes_agree(epoch: int, resume: Any) -> None:
-    """With several processes, all must resume from the same epoch, or all raise.
-
-    Process 0 writes the checkpoints; a process that cannot see them (a
-    directory on its own disk) would start afresh and wait forever in the
-    first collective. One tiny all-gather turns that into the same error on
-    every process.
-    """
-    if jax.process_count() == 1:
-        return
-    from jax.experimental import multihost_utils
-
-    epochs = [int(e) for e in multihost_utils.process_allgather(np.int32(epoch))]
-    if len(set(epochs)) > 1:
-        found = ", ".join(f"process {i} at epoch {e}" for i, e in enumerate(epochs))
-        where = resume.directory if isinstance(resume, CheckpointManager) else resume
-        raise ValueError(
-            f"fit: the processes resumed from different checkpoints in {str(where)!r} ({found}). "
-            "Process 0 writes the checkpoints, so every process must read the same directory: "
-            "put it on a filesystem that every host shares."
-        )

@@ -8,11 +8,11 @@ to the device ahead of use by :func:`prefetch_to_device`.
 
 from __future__ import annotations
 
-import collections
 import itertools
+import queue
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -136,48 +136,50 @@ def prefetch_to_device(batches: Iterable[Any], size: int = 2) -> Iterator[Any]:
     """
     if size < 1:
         return (jax.device_put(batch) for batch in batches)
-    queue: collections.deque = collections.deque()
-    done = threading.Event()
-    ready = threading.Semaphore(0)
-    room = threading.Semaphore(size)
-    failure: list[BaseException] = []
+    ready: queue.Queue = queue.Queue(maxsize=size)  # bounded: at most `size` batches ahead
+    # Set when the consumer is done, to stop the thread (Queue.shutdown needs Python 3.13).
+    closed = threading.Event()
 
     def produce() -> None:
+        end: Any = _END
         try:
             for batch in batches:
-                room.acquire()
-                if done.is_set():
+                ready.put(jax.device_put(batch))  # waits while `size` batches are ahead
+                if closed.is_set():
                     return
-                queue.append(jax.device_put(batch))
-                ready.release()
         except BaseException as error:
-            failure.append(error)
-        finally:
-            queue.append(_END)
-            ready.release()
+            end = _Failed(error)
+        ready.put(end)
 
     thread = threading.Thread(target=produce, daemon=True, name="funcnet-prefetch")
     thread.start()
 
     def consume() -> Iterator[Any]:
         try:
-            while True:
-                ready.acquire()
-                item = queue.popleft()
-                if item is _END:
-                    if failure:
-                        raise failure[0]
-                    return
-                room.release()
+            while (item := ready.get()) is not _END:
+                if isinstance(item, _Failed):
+                    raise item.error
                 yield item
         finally:
-            done.set()
-            room.release()
+            # Stopped early (or done): tell the thread, and make room for the
+            # put it may be waiting in, so that it wakes up and returns.
+            closed.set()
+            while True:
+                try:
+                    ready.get_nowait()
+                except queue.Empty:
+                    break
 
     return consume()
 
 
 _END = object()
+
+
+class _Failed(NamedTuple):
+    """What the prefetch thread queues when reading the source raised."""
+
+    error: BaseException
 
 
 def limit(iterator: Iterator[Any], steps: int | None) -> Iterator[Any]:

@@ -10,8 +10,8 @@ why, is in ``docs/training.md``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +19,6 @@ import numpy as np
 import optax
 
 from funcnet._src.core import Layer
-from funcnet._src.layers import _cpu_kernels
 from funcnet._src.losses import Loss, sparse_categorical_crossentropy
 from funcnet._src.metrics import Metric
 from funcnet._src.parallel.sharding import Layout
@@ -33,8 +32,9 @@ from funcnet._src.training.data import (
     prefetch_to_device,
     take,
 )
+from funcnet._src.training.model_cache import ModelCache
 from funcnet._src.training.progress import Progress
-from funcnet._src.training.step import TrainState, as_key, init_train_state, train_step_with_logs
+from funcnet._src.training.step import NonFinite, TrainState, train_step_with_logs
 
 # Shuffling draws from its own stream of the run's key, apart from the
 # per-step keys fold_in(key, step) that stochastic layers get.
@@ -44,14 +44,17 @@ _SHUFFLE_STREAM = 0x5EED
 class Carry(NamedTuple):
     """What the compiled loop threads from step to step besides the train state."""
 
-    first_bad: jax.Array  # index within the epoch of the first non-finite step, or -1
+    first_bad: jax.Array  # int32: index within the epoch of the first non-finite step, or -1
+    bad_loss: jax.Array  # bool: whether that step's loss itself was non-finite
     sums: dict[str, jax.Array]  # logs summed over examples of the applied steps
     examples: jax.Array  # examples in the applied steps
 
 
 def empty_carry(log_names: Sequence[str]) -> Carry:
     zero = jnp.zeros((), jnp.float32)
-    return Carry(jnp.full((), -1, jnp.int32), {k: zero for k in log_names}, zero)
+    return Carry(
+        jnp.full((), -1, jnp.int32), jnp.zeros((), bool), {k: zero for k in log_names}, zero
+    )
 
 
 class Training(NamedTuple):
@@ -69,8 +72,15 @@ class Training(NamedTuple):
         return ("loss", *(name for name, _ in self.metrics))
 
 
+class EpochResult(NamedTuple):
+    """What one epoch reports: its mean logs, and its first non-finite step (or None)."""
+
+    logs: dict[str, float]
+    nonfinite: NonFinite | None
+
+
 def steps_function(training: Training) -> Callable:
-    """``(ts, carry, x, y, index[k, b], first) -> (ts, carry)``: ``k`` steps in a ``lax.scan``.
+    """``(ts, carry, x, y, index[k, b], first, halted=False) -> (ts, carry)``: ``k`` steps in a ``lax.scan``.
 
     Step ``i`` trains on the examples ``index[i]`` of the device-resident
     ``x`` and ``y``; ``first`` is the index of the first step within the epoch.
@@ -80,26 +90,33 @@ def steps_function(training: Training) -> Callable:
     over the mesh's data axis and keeps the train state in its layout.
 
     The guard: with ``on_nonfinite="stop"`` no update is applied after the
-    first non-finite step (``carry.first_bad`` is then set), with ``"skip"``
-    only the non-finite steps' updates are dropped, and ``"ignore"`` applies
-    every update.
+    first non-finite step (``carry.first_bad`` is then set) nor at all when
+    ``halted`` (a traced bool: ``fit_many``'s models that stopped in an
+    earlier epoch), with ``"skip"`` only the non-finite steps' updates are
+    dropped, and ``"ignore"`` applies every update.
     """
     net, loss, optimizer, metrics, on_nonfinite, layout = training
     step = train_step_with_logs(
         net, loss, optimizer, metrics, layout, guard=on_nonfinite != "ignore"
     )
 
-    def run(ts, carry, x, y, index, first):
+    def run(ts, carry, x, y, index, first, halted=False):
         def body(state, row):
             ts, carry, i = state
             batch = (x, y) if row is None else (take(x, row), take(y, row))
-            # One carried scalar says both "halted" and where: first_bad >= 0.
-            allowed = carry.first_bad < 0 if on_nonfinite == "stop" else True
-            ts, logs, finite, applied = step(ts, batch, allowed)
+            allowed: Any = True
+            if on_nonfinite == "stop":
+                # One carried scalar says both "stopped" and where: first_bad >= 0.
+                allowed = carry.first_bad < 0
+                if halted is not False:
+                    allowed = allowed & ~halted
+            ts, logs, finite, loss_finite, applied = step(ts, batch, allowed)
             rows = jax.tree.leaves(batch[0])[0].shape[0]
             size = jnp.where(applied, rows, 0).astype(jnp.float32)
+            new_bad = ~finite & (carry.first_bad < 0)
             carry = Carry(
-                first_bad=jnp.where(~finite & (carry.first_bad < 0), i, carry.first_bad),
+                first_bad=jnp.where(new_bad, i, carry.first_bad),
+                bad_loss=jnp.where(new_bad, ~loss_finite, carry.bad_loss),
                 sums={
                     k: carry.sums[k] + size * jnp.where(applied, v, 0).astype(jnp.float32)
                     for k, v in logs.items()
@@ -115,10 +132,17 @@ def steps_function(training: Training) -> Callable:
     return run
 
 
-@functools.lru_cache(maxsize=64)
-def _steps_program(training: Training) -> Callable:
+# Every compiled program below closes over its model; kept per model, weakly.
+_PROGRAMS: ModelCache[Any] = ModelCache()  # jitted functions
+
+
+def steps_program(training: Training) -> Callable:
     """:func:`steps_function`, jitted, with the train state's buffers donated."""
-    return jax.jit(steps_function(training), donate_argnums=(0,))
+    return _PROGRAMS.get(
+        training.net,
+        ("steps", training[1:]),
+        lambda net: jax.jit(steps_function(training._replace(net=net)), donate_argnums=(0,)),
+    )
 
 
 def shuffles(shuffle: bool, n: int, batch_size: int) -> bool:
@@ -140,112 +164,151 @@ def epoch_order(key: jax.Array, step: jax.Array, n: int, shuffle: bool) -> jax.A
 
 
 def _pack(carry: Carry, names: Sequence[str]) -> jax.Array:
-    """The epoch's logs in one array: the mean of each named log, then the first bad step."""
+    """The epoch's carry in one float32 array, to fetch it in one transfer.
+
+    The means of the named logs, then the first bad step and whether its loss
+    was bad, as int32 bit patterns (exact, unlike int32 -> float32).
+    """
     # By name: dicts come back from a scan with their keys sorted.
-    means = [carry.sums[name] / carry.examples for name in names]
-    return jnp.stack([*means, carry.first_bad.astype(jnp.float32)])
+    means = jnp.stack([carry.sums[name] / carry.examples for name in names])
+    codes = jnp.stack([carry.first_bad, carry.bad_loss.astype(jnp.int32)])
+    return jnp.concatenate([means, jax.lax.bitcast_convert_type(codes, jnp.float32)])
 
 
-def _unpack(names: Sequence[str], packed: np.ndarray) -> tuple[dict[str, float], int]:
-    values = packed.tolist()
-    return dict(zip(names, values[:-1])), int(values[-1])
+def _unpack(names: Sequence[str], packed: np.ndarray, epoch: int) -> EpochResult:
+    k = len(names)
+    first_bad, bad_loss = packed[k:].view(np.int32).tolist()
+    return EpochResult(
+        dict(zip(names, packed[:k].tolist())), nonfinite_step(epoch, first_bad, bad_loss)
+    )
+
+
+def nonfinite_step(epoch: int, first_bad: int, bad_loss: Any) -> NonFinite | None:
+    """The carry's ``first_bad`` and ``bad_loss`` as a :class:`NonFinite` (None when all finite)."""
+    if first_bad < 0:
+        return None
+    return NonFinite(epoch, int(first_bad), "loss" if bad_loss else "gradient")
+
+
+def _result(carry: Carry, epoch: int) -> EpochResult:
+    carry = jax.device_get(carry)
+    count = float(carry.examples)
+    logs = {k: (float(v) / count if count else float("nan")) for k, v in carry.sums.items()}
+    return EpochResult(logs, nonfinite_step(epoch, int(carry.first_bad), carry.bad_loss))
 
 
 def epoch_function(
     training: Training, n: int, batch_size: int, rest: int, shuffle: bool
 ) -> Callable:
-    """``(ts, x, y) -> (ts, carry)``: a whole epoch, its shuffle included.
+    """``(ts, x, y, halted=False) -> (ts, carry)``: a whole epoch, its shuffle included.
 
     ``rest`` is the size of the last, smaller batch (0 for none). ``fit``
-    jits it; ``fit_many`` vmaps it over models first.
+    jits it; ``fit_many`` vmaps it over models first (and passes ``halted``).
     """
     run = steps_function(training)
     full = n // batch_size
     shuffle = shuffles(shuffle, n, batch_size)
 
-    def epoch(ts: TrainState, x: Any, y: Any) -> tuple[TrainState, Carry]:
+    def epoch(ts: TrainState, x: Any, y: Any, halted: Any = False) -> tuple[TrainState, Carry]:
         order = epoch_order(ts.key, ts.step, n, shuffle)
         carry = empty_carry(training.log_names)
-        ts, carry = run(ts, carry, x, y, order[: full * batch_size].reshape(full, batch_size), 0)
+        rows = order[: full * batch_size].reshape(full, batch_size)
+        ts, carry = run(ts, carry, x, y, rows, 0, halted)
         if rest:
             last = order[full * batch_size : full * batch_size + rest].reshape(1, rest)
-            ts, carry = run(ts, carry, x, y, last, full)
+            ts, carry = run(ts, carry, x, y, last, full, halted)
         return ts, carry
 
     return epoch
 
 
-@functools.lru_cache(maxsize=64)
 def _whole_epoch_program(
     training: Training, n: int, batch_size: int, rest: int, shuffle: bool
-) -> Callable:
-    """:func:`epoch_function`, jitted, returning its logs packed in one array."""
-    epoch = epoch_function(training, n, batch_size, rest, shuffle)
+) -> Any:
+    """:func:`epoch_function`, jitted, returning its carry packed in one array."""
 
-    def packed(ts: TrainState, x: Any, y: Any) -> tuple[TrainState, jax.Array]:
-        ts, carry = epoch(ts, x, y)
-        return ts, _pack(carry, training.log_names)
+    def build(net: Layer) -> Callable:
+        spec = training._replace(net=net)
+        epoch = epoch_function(spec, n, batch_size, rest, shuffle)
 
-    return jax.jit(packed, donate_argnums=(0,))
+        def packed(ts: TrainState, x: Any, y: Any) -> tuple[TrainState, jax.Array]:
+            ts, carry = epoch(ts, x, y)
+            return ts, _pack(carry, spec.log_names)
+
+        return jax.jit(packed, donate_argnums=(0,))
+
+    return _PROGRAMS.get(training.net, ("epoch", training[1:], n, batch_size, rest, shuffle), build)
 
 
-@functools.lru_cache(maxsize=64)
-def _chunk_program(training: Training) -> Callable:
+def _chunk_program(training: Training) -> Any:
     """``(ts, carry, x, y, order, start, first, steps, size) -> (ts, carry)``:
     ``steps`` steps of ``size`` examples from position ``start`` of the epoch's
     ``order``; ``first`` is the index of the first of them within the epoch."""
-    run = steps_function(training)
 
-    def chunk(ts, carry, x, y, order, start, first, steps, size):
-        rows = jax.lax.dynamic_slice_in_dim(order, start, steps * size).reshape(steps, size)
-        return run(ts, carry, x, y, rows, first)
+    def build(net: Layer) -> Callable:
+        run = steps_function(training._replace(net=net))
 
-    return jax.jit(chunk, donate_argnums=(0,), static_argnums=(7, 8))
+        def chunk(ts, carry, x, y, order, start, first, steps, size):
+            rows = jax.lax.dynamic_slice_in_dim(order, start, steps * size).reshape(steps, size)
+            return run(ts, carry, x, y, rows, first)
 
+        return jax.jit(chunk, donate_argnums=(0,), static_argnums=(7, 8))
 
-def _contains_convolution(net: Layer, ts: TrainState, x: Any) -> bool:
-    """Whether the model's forward pass has a convolution (searched in its jaxpr)."""
-    import jax.extend  # here: importing it costs ~20 ms, and only the native CPU path asks
-
-    sample = example_spec(x, batch=1)
-    jaxpr = jax.make_jaxpr(lambda p, s, x: net.apply(p, s, x)[0])(ts.params, ts.state, sample)
-
-    def search(jaxpr) -> bool:
-        for eqn in jaxpr.eqns:
-            if eqn.primitive.name == "conv_general_dilated":
-                return True
-            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-                if search(sub):
-                    return True
-        return False
-
-    return search(jaxpr.jaxpr)
+    return _PROGRAMS.get(training.net, ("chunk", training[1:]), build)
 
 
-# Whether a model convolves depends only on the model and the input's shapes;
-# tracing it to find out costs more than a small model's epoch, so remember.
-_CONVOLVES: dict[tuple, bool] = {}
+def _branch_for(platforms: Sequence[Any], platform: str) -> int | None:
+    """The branch a ``platform_dependent`` choice takes on ``platform`` (None: unknown)."""
+    for i, names in enumerate(platforms):
+        if names is not None and platform in names:
+            return i
+    return next((i for i, names in enumerate(platforms) if names is None), None)
 
 
-def resolve_loop(loop: str, net: Layer, ts: TrainState, x: Any) -> str:
-    """The loop for ``loop="auto"``: a Python loop of steps for convolutions on XLA:CPU."""
+def convolves(jaxpr: Any, platform: str = "cpu") -> bool:
+    """Whether ``jaxpr`` (a Jaxpr or ClosedJaxpr) runs a ``conv_general_dilated`` on ``platform``.
+
+    Sub-jaxprs (scan bodies, nested jits, gradients) are searched too; of a
+    ``lax.platform_dependent`` choice only the branch taken on ``platform``.
+    """
+    import jax.extend  # here: importing it costs ~20 ms, and only the CPU asks
+
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    chosen: dict[int, int | None] = {}  # id of a platform_index output -> its branch
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name == "conv_general_dilated":
+            return True
+        if name == "platform_index":
+            chosen[id(eqn.outvars[0])] = _branch_for(eqn.params["platforms"], platform)
+            continue
+        subs = list(jax.extend.core.jaxprs_in_params(eqn.params))
+        if name == "cond":
+            platforms = eqn.params.get("branches_platforms")
+            if platforms is not None:
+                branch = _branch_for(platforms, platform)
+            else:
+                branch = chosen.get(id(eqn.invars[0]))
+            if branch is not None:
+                subs = [eqn.params["branches"][branch].jaxpr]
+        if any(convolves(sub, platform) for sub in subs):
+            return True
+    return False
+
+
+def resolve_loop(loop: str, program: Callable[[], Any]) -> str:
+    """The loop to run: ``loop``, or for ``"auto"`` a Python loop for convolutions on XLA:CPU.
+
+    XLA:CPU runs a native convolution's gradient inside a ``lax.scan`` far
+    slower than the same steps called one by one (docs/layers-conv.md), so
+    when the scan's program (``program()``, its jaxpr; only traced on the
+    CPU) holds one, the steps run as a Python loop; otherwise in a scan.
+    """
     if loop != "auto":
         return loop
-    if jax.default_backend() != "cpu" or _cpu_kernels.conv_impl() != "native":
-        # On the CPU funcnet's convolutions are im2col by default, which a scan
-        # runs 1.3-1.6x faster than a loop (docs/layers-conv.md); only XLA's
-        # native convolution needs the loop there.
+    if jax.default_backend() != "cpu":
         return "scan"
-    signature = (
-        net,
-        jax.tree.structure(x),
-        tuple((a.shape[1:], a.dtype) for a in jax.tree.leaves(x)),
-    )
-    if signature not in _CONVOLVES:
-        if len(_CONVOLVES) > 256:
-            _CONVOLVES.clear()
-        _CONVOLVES[signature] = _contains_convolution(net, ts, x)
-    return "python" if _CONVOLVES[signature] else "scan"
+    return "python" if convolves(program()) else "scan"
 
 
 def check_targets(loss: Loss, net: Layer, ts: TrainState, x: Any, y: Any) -> None:
@@ -265,85 +328,90 @@ def check_targets(loss: Loss, net: Layer, ts: TrainState, x: Any, y: Any) -> Non
         )
 
 
-class Engine:
-    """Runs epochs of training steps; ``ts`` is the current train state."""
+class Engine(Protocol):
+    """Runs epochs of training steps; the train state is passed in and handed back."""
 
-    ts: TrainState
-    steps_per_epoch: int | None = None
+    @property
+    def steps_per_epoch(self) -> int | None:
+        """Steps in an epoch, when known in advance (for the progress bar)."""
+        ...
 
-    def __init__(self, training: Training):
-        self.training = training
-        self.net, self.layout = training.net, training.layout
-        self.program = _steps_program(training)
-        self.log_names = training.log_names
-
-    def _start(self, key: Any, train_state: TrainState | None, x: Any) -> None:
-        self.input_spec = example_spec(x)
-        if train_state is None:
-            train_state = init_train_state(
-                self.net, self.training.optimizer, self.input_spec, key=as_key(key)
-            )
-        if self.layout is not None:
-            train_state = self.layout.place_state(train_state)
-        self.ts = train_state
-
-    def _finish(self, carry: Carry) -> tuple[dict[str, float], int]:
-        carry = jax.device_get(carry)
-        count = float(carry.examples)
-        logs = {k: (float(v) / count if count else float("nan")) for k, v in carry.sums.items()}
-        return logs, int(carry.first_bad)
-
-    def run_epoch(self, epoch: int, progress: Progress) -> tuple[dict[str, float], int]:
-        raise NotImplementedError
+    def run_epoch(
+        self, ts: TrainState, epoch: int, progress: Progress
+    ) -> tuple[TrainState, EpochResult]:
+        """Trains one epoch from ``ts`` (whose buffers it donates); the new state and the logs."""
+        ...
 
 
-class ArrayEngine(Engine):
-    """In-memory arrays on the device, shuffled there, run in compiled chunks."""
+class ArrayEngine:
+    """In-memory arrays on the device, shuffled there, run in compiled chunks.
 
-    def prepare_arrays(
+    Args:
+        training: what the programs are built from.
+        x, y: the training arrays (checked with ``check_pair``).
+        batch_size, shuffle, steps_per_execution, loop: as in ``fit``.
+        like: the train state the run starts from: read for its shapes (to
+            check the labels and choose the loop), not kept.
+    """
+
+    def __init__(
         self,
+        training: Training,
         x: Any,
         y: Any,
+        *,
         batch_size: int | None,
         shuffle: bool,
         steps_per_execution: int | None,
         loop: str,
-        key: Any,
-        train_state: TrainState | None,
-    ) -> None:
-        self.n = check_pair("fit", x, y)
-        self.batch_size = check_batch_size(batch_size, self.n)
-        if self.layout is not None:
-            self.batch_size = self.layout.fit_batch_size(batch_size, self.batch_size, self.n)
-            self.x, self.y = self.layout.place_data((x, y))
+        like: TrainState,
+    ):
+        self.training = training
+        self.log_names = training.log_names
+        self.n = n = int(jax.tree.leaves(x)[0].shape[0])
+        self.batch_size = check_batch_size(batch_size, n)
+        layout = training.layout
+        if layout is not None:
+            self.batch_size = layout.fit_batch_size(batch_size, self.batch_size, n)
+            self.x, self.y = layout.place_data((x, y))
         else:
             self.x, self.y = jax.device_put((x, y))
-        self._start(key, train_state, x)
-        check_targets(self.training.loss, self.net, self.ts, x, y)
-        self.loop = resolve_loop(loop, self.net, self.ts, x)
-        self.full, self.rest = divmod(self.n, self.batch_size)
-        self.shuffle = shuffles(shuffle, self.n, self.batch_size)
-        if self.layout is not None:
-            self.rest -= self.rest % self.layout.size  # every device gets the same share
+        check_targets(training.loss, training.net, like, x, y)
+        self.full, self.rest = divmod(n, self.batch_size)
+        if layout is not None:
+            self.rest -= self.rest % layout.size  # every device gets the same share
+        self.shuffle = shuffles(shuffle, n, self.batch_size)
         self.steps_per_epoch = self.full + (1 if self.rest else 0)
         chunk = self.full if steps_per_execution is None else min(steps_per_execution, self.full)
+        # Traced for the choice, the scan's program is the one run: JAX reuses the trace.
+        self.loop = resolve_loop(loop, lambda: self._scan_trace(like, chunk))
         self.chunk = 1 if self.loop == "python" else chunk
-        self.chunk_program = _chunk_program(self.training)
+        self.chunk_program = _chunk_program(training)
 
-    def run_epoch(self, epoch: int, progress: Progress) -> tuple[dict[str, float], int]:
+    def _whole_epoch(self) -> Any:
+        return _whole_epoch_program(self.training, self.n, self.batch_size, self.rest, self.shuffle)
+
+    def _scan_trace(self, like: TrainState, chunk: int) -> Any:
+        """The jaxpr of the program that the scan loop would run first."""
+        if chunk >= self.full:
+            return self._whole_epoch().trace(like, self.x, self.y).jaxpr
+        order = jax.ShapeDtypeStruct((self.n,), jnp.int32)
+        carry = empty_carry(self.log_names)
+        args = (like, carry, self.x, self.y, order, 0, 0, chunk, self.batch_size)
+        return _chunk_program(self.training).trace(*args).jaxpr
+
+    def run_epoch(
+        self, ts: TrainState, epoch: int, progress: Progress
+    ) -> tuple[TrainState, EpochResult]:
         if self.chunk >= self.full:
             # The common case: the whole epoch, order included, is one program
             # returning one packed array of logs (one dispatch, one transfer).
-            program = _whole_epoch_program(
-                self.training, self.n, self.batch_size, self.rest, self.shuffle
-            )
-            self.ts, packed = program(self.ts, self.x, self.y)
-            progress.steps_done(epoch, self.full + (1 if self.rest else 0))
+            ts, packed = self._whole_epoch()(ts, self.x, self.y)
+            progress.steps_done(epoch, self.steps_per_epoch)
             # np.asarray, not jax.device_get: a third of this small epoch's time.
-            return _unpack(self.log_names, np.asarray(packed))
-        order = epoch_order(self.ts.key, self.ts.step, self.n, self.shuffle)
+            return ts, _unpack(self.log_names, np.asarray(packed), epoch)
+        order = epoch_order(ts.key, ts.step, self.n, self.shuffle)
         carry = empty_carry(self.log_names)
-        ts = self.ts
         done = 0
         while done < self.full:
             k = min(self.chunk, self.full - done)
@@ -359,22 +427,25 @@ class ArrayEngine(Engine):
                 ts, carry, self.x, self.y, order, start, self.full, 1, self.rest
             )
             progress.steps_done(epoch, 1)
-        self.ts = ts
-        return self._finish(carry)
+        return ts, _result(carry, epoch)
 
 
-class StreamEngine(Engine):
-    """An iterable of ``(x, y)`` batches, prefetched to the device, one jitted step each."""
+class StreamEngine:
+    """An iterable of ``(x, y)`` batches, prefetched to the device, one jitted step each.
 
-    def prepare_stream(
+    The first batch is read here, for :attr:`input_spec` (what the model is
+    initialised for); it is trained on first in epoch 0.
+    """
+
+    def __init__(
         self,
+        training: Training,
         batches: Iterable[Any],
+        *,
         epochs: int,
         steps_per_epoch: int | None,
         prefetch: int,
-        key: Any,
-        train_state: TrainState | None,
-    ) -> None:
+    ):
         one_shot = iter(batches) is batches
         if one_shot and epochs > 1 and steps_per_epoch is None:
             raise ValueError(
@@ -382,6 +453,10 @@ class StreamEngine(Engine):
                 "pass steps_per_epoch (batches per epoch), or an iterable that can be iterated "
                 "again (a list, or an object whose __iter__ starts over)."
             )
+        self.training = training
+        self.log_names = training.log_names
+        self.layout = training.layout
+        self.program = steps_program(training)
         self.source = batches
         self.prefetch = prefetch
         self.steps_per_epoch = steps_per_epoch
@@ -390,19 +465,16 @@ class StreamEngine(Engine):
             prefetch_to_device(self._placed(batches), prefetch) if steps_per_epoch else None
         )
         self.signature: Any = None
-        self.pending_first = self._first_batch()
-        self._start(key, train_state, self.pending_first[0])
-
-    def _first_batch(self) -> Any:
         iterator = self._epoch_iterator()
         try:
             first = next(iterator)
         except StopIteration:
             raise ValueError("fit: the iterable of batches is empty.") from None
-        self._current = iterator
-        return self._as_batch(first, 0, 0)
+        # Epoch 0 resumes this iterator after the batch read here.
+        self.pending: tuple[Iterator[Any], Any] | None = (iterator, self._as_batch(first, 0, 0))
+        self.input_spec = example_spec(self.pending[1][0])
 
-    def _epoch_iterator(self) -> Any:
+    def _epoch_iterator(self) -> Iterator[Any]:
         if self.stream is not None:
             return limit(self.stream, self.steps_per_epoch)
         return prefetch_to_device(self._placed(self.source), self.prefetch)
@@ -428,14 +500,15 @@ class StreamEngine(Engine):
             )
         return tuple(batch)
 
-    def run_epoch(self, epoch: int, progress: Progress) -> tuple[dict[str, float], int]:
-        if self.pending_first is not None:
-            iterator, first = self._current, [self.pending_first]
-            self.pending_first = None
+    def run_epoch(
+        self, ts: TrainState, epoch: int, progress: Progress
+    ) -> tuple[TrainState, EpochResult]:
+        if self.pending is not None:
+            iterator, first = self.pending[0], [self.pending[1]]
+            self.pending = None
         else:
             iterator, first = self._epoch_iterator(), []
         carry = empty_carry(self.log_names)
-        ts = self.ts
         odd: str | None = None
         steps = 0
         for index, batch in enumerate(_chain(first, iterator)):
@@ -460,8 +533,7 @@ class StreamEngine(Engine):
             progress.steps_done(epoch, 1)
         if steps == 0:
             raise ValueError(f"fit: the iterable of batches gave no batch in epoch {epoch + 1}.")
-        self.ts = ts
-        return self._finish(carry)
+        return ts, _result(carry, epoch)
 
 
 def _chain(first: list[Any], rest: Any) -> Any:

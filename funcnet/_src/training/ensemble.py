@@ -8,7 +8,7 @@ the data is shared. See ``docs/training.md``, section "Many models at once".
 
 from __future__ import annotations
 
-import functools
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -20,11 +20,14 @@ import optax
 from funcnet._src.core import Layer
 from funcnet._src.losses import Loss, get_loss
 from funcnet._src.metrics import Metric, get_metric
-from funcnet._src.training.callbacks import find_hyperparams, replace_hyperparam
+from funcnet._src.training.callbacks import injected_hyperparam, with_hyperparam
 from funcnet._src.training.data import as_arrays, check_batch_size, check_pair, example_spec
-from funcnet._src.training.engine import Training, epoch_function
+from funcnet._src.training.engine import Training, epoch_function, nonfinite_step
+from funcnet._src.training.model_cache import ModelCache
 from funcnet._src.training.progress import Progress
-from funcnet._src.training.step import TrainState, as_key, init_train_state
+from funcnet._src.training.step import NonFinite, TrainState, as_key, init_train_state
+
+NONFINITE = ("stop", "skip", "ignore")
 
 
 class FitManyResult(NamedTuple):
@@ -32,11 +35,16 @@ class FitManyResult(NamedTuple):
 
     Attributes:
         train_state: the stacked train states: every leaf has a leading model axis.
-        history: ``{name: array [models, epochs]}``.
+        history: ``{name: array [models, epochs]}``; NaN for the epochs after
+            a model stopped (``on_nonfinite="stop"``), in which it did not train.
+        nonfinite: one entry per model: its first step with a non-finite loss
+            or gradient (a :class:`~funcnet.callbacks.NonFinite`: epoch, step,
+            what), or None if every step was finite.
     """
 
     train_state: TrainState
     history: dict[str, np.ndarray]
+    nonfinite: tuple[NonFinite | None, ...] = ()
 
     @property
     def params(self) -> Any:
@@ -51,12 +59,20 @@ class FitManyResult(NamedTuple):
         return jax.tree.map(lambda a: a[i], self.train_state)
 
 
-@functools.lru_cache(maxsize=32)
+_PROGRAMS: ModelCache[Callable] = ModelCache()
+
+
 def _epoch_program(training: Training, n: int, batch_size: int, shuffle: bool) -> Callable:
-    """The epoch of :func:`funcnet.engine.epoch_function`, vmapped over models and jitted."""
-    one_model = epoch_function(training, n, batch_size, n % batch_size, shuffle)
-    many = jax.vmap(one_model, in_axes=(0, None, None))
-    return jax.jit(many, donate_argnums=(0,))
+    """The epoch of ``epoch_function``, vmapped over models (and their ``halted`` flags), jitted."""
+
+    def build(net: Layer) -> Callable:
+        one_model = epoch_function(
+            training._replace(net=net), n, batch_size, n % batch_size, shuffle
+        )
+        many = jax.vmap(one_model, in_axes=(0, None, None, 0))
+        return jax.jit(many, donate_argnums=(0,))
+
+    return _PROGRAMS.get(training.net, (training[1:], n, batch_size, shuffle), build)
 
 
 def _init_many(
@@ -70,8 +86,7 @@ def _init_many(
     keys = jnp.stack([as_key(int(seed)) for seed in seeds])
     ts = jax.vmap(lambda key: init_train_state(net, optimizer, spec, key=key))(keys)
     if hyperparams:
-        injected = find_hyperparams(ts.opt_state)
-        missing = [name for name in hyperparams if injected is None or name not in injected]
+        missing = [n for n in hyperparams if injected_hyperparam(ts.opt_state, n) is None]
         if missing:
             raise ValueError(
                 f"fit_many: the optimizer has no injected hyperparameter {', '.join(map(repr, missing))}. "
@@ -80,9 +95,21 @@ def _init_many(
             )
         opt_state = ts.opt_state
         for name, values in hyperparams.items():
-            opt_state = replace_hyperparam(opt_state, name, np.asarray(values, np.float32))
+            opt_state = with_hyperparam(opt_state, name, np.asarray(values, np.float32))
         ts = ts._replace(opt_state=opt_state)
     return ts
+
+
+def _means(sums: np.ndarray, examples: np.ndarray) -> np.ndarray:
+    """Per model, a log's mean over the examples it trained on (NaN for none)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(examples > 0, sums / examples, np.nan)
+
+
+def _mean_over_models(values: np.ndarray) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # every model stopped: NaN
+        return float(np.nanmean(values))
 
 
 def fit_many(
@@ -98,25 +125,35 @@ def fit_many(
     batch_size: int | None = None,
     shuffle: bool = True,
     metrics: Sequence[str | Metric] = (),
+    on_nonfinite: str = "stop",
     verbose: int = 0,
 ) -> FitManyResult:
     """Trains one model per seed (and hyperparameter value) at once, vmapped.
 
     Args:
         net: the model (one architecture for all).
-        x, y: the training data, shared by every model.
+        x: the training inputs, shared by every model.
+        y: the training targets, shared by every model.
         loss: a loss function or name.
         optimizer: an optax optimizer; to sweep hyperparameters, build it with
             ``optax.inject_hyperparams``.
         seeds: one integer seed per model, or the number of models (seeds 0..n-1).
         hyperparams: ``{name: one value per model}``, e.g.
             ``{"learning_rate": [0.01, 0.03, 0.1, 0.3]}``.
-        epochs, batch_size, shuffle, metrics: as in :func:`funcnet.fit`.
+        epochs: as in :func:`funcnet.fit`.
+        batch_size: as in :func:`funcnet.fit`.
+        shuffle: as in :func:`funcnet.fit`.
+        metrics: as in :func:`funcnet.fit`.
+        on_nonfinite: as in :func:`funcnet.fit`, for each model on its own:
+            "stop" (the model keeps its last finite state and trains no more;
+            the others go on), "skip" (its non-finite updates are skipped), or
+            "ignore" (no guard). ``result.nonfinite`` says which models had a
+            non-finite step, and where.
         verbose: 2 prints the models' mean logs per epoch.
 
     Returns:
-        A :class:`FitManyResult` with stacked params (leading model axis) and
-        ``history[name]`` of shape ``[models, epochs]``.
+        A :class:`FitManyResult` with stacked params (leading model axis),
+        ``history[name]`` of shape ``[models, epochs]`` and ``nonfinite``.
 
     Example:
         >>> import numpy as np, optax, funcnet as fn
@@ -124,8 +161,8 @@ def fit_many(
         >>> sgd = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
         >>> result = fn.fit_many(fn.Dense(1), x, y, loss="mse", optimizer=sgd, seeds=3,
         ...                      hyperparams={"learning_rate": [0.01, 0.1, 0.5]}, epochs=5)
-        >>> result.params["w"].shape, result.history["loss"].shape
-        ((3, 1, 1), (3, 5))
+        >>> result.params["w"].shape, result.history["loss"].shape, result.nonfinite
+        ((3, 1, 1), (3, 5), (None, None, None))
     """
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
@@ -139,26 +176,40 @@ def fit_many(
             )
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"fit_many: epochs must be an integer >= 0, got {epochs!r}.")
+    if on_nonfinite not in NONFINITE:
+        raise ValueError(
+            f"fit_many: on_nonfinite must be one of {', '.join(NONFINITE)}, got {on_nonfinite!r}."
+        )
     loss_fn = get_loss(loss)
     metric_fns = tuple(get_metric(m) for m in metrics)
     x, y = as_arrays(x), as_arrays(y)
     n = check_pair("fit_many", x, y)
     batch_size = check_batch_size(batch_size, n)
     ts = _init_many(net, optimizer, x, seed_list, hyperparams)
-    training = Training(net, loss_fn, optimizer, metric_fns, "stop")
+    training = Training(net, loss_fn, optimizer, metric_fns, on_nonfinite)
     program = _epoch_program(training, n, batch_size, shuffle)
     names = training.log_names
+    models = len(seed_list)
     columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    first: list[NonFinite | None] = [None] * models
+    halted = np.zeros(models, bool)  # models stopped by a non-finite step ("stop")
     progress = Progress(verbose, epochs, None)
     for epoch in range(epochs):
-        ts, carry = program(ts, x, y)
+        ts, carry = program(ts, x, y, halted)
         carry = jax.device_get(carry)
+        bad = np.asarray(carry.first_bad) >= 0
+        for i in np.flatnonzero(bad):
+            if first[i] is None:
+                first[i] = nonfinite_step(epoch, int(carry.first_bad[i]), carry.bad_loss[i])
+        if on_nonfinite == "stop":
+            halted = halted | bad
+        examples = np.asarray(carry.examples)
         for name in names:
-            columns[name].append(np.asarray(carry.sums[name]) / np.asarray(carry.examples))
-        progress.epoch_done(epoch, {name: float(np.mean(columns[name][-1])) for name in names})
+            columns[name].append(_means(np.asarray(carry.sums[name]), examples))
+        progress.epoch_done(epoch, {name: _mean_over_models(columns[name][-1]) for name in names})
     progress.close()
     history = {
-        name: np.stack(values, axis=1) if values else np.zeros((len(seed_list), 0), np.float32)
+        name: np.stack(values, axis=1) if values else np.zeros((models, 0), np.float32)
         for name, values in columns.items()
     }
-    return FitManyResult(ts, history)
+    return FitManyResult(ts, history, tuple(first))

@@ -10,6 +10,7 @@ progress display in between. How the engine runs an epoch, and why, is in
 from __future__ import annotations
 
 import sys
+import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -18,28 +19,30 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from funcnet._src.compilation_cache import enable_from_environment
+from funcnet._src.compilation_cache import enable_compilation_cache
 from funcnet._src.core import Layer
-from funcnet._src.files.manager import checkpoint_callback, resume_fit
 from funcnet._src.losses import Loss, get_loss
 from funcnet._src.metrics import Metric, get_metric
 from funcnet._src.parallel.sharding import ParamRule
 from funcnet._src.parallel.sharding import layout as make_layout
-from funcnet._src.training.callbacks import Callback, Run, TerminateOnNaN, as_callback
+from funcnet._src.training.callbacks import (
+    Callback,
+    ModelCheckpoint,
+    Run,
+    TerminateOnNaN,
+    as_callback,
+)
 from funcnet._src.training.data import (
     as_arrays,
     check_pair,
+    example_spec,
     split_validation,
 )
-from funcnet._src.training.engine import (
-    ArrayEngine,
-    Engine,
-    StreamEngine,
-    Training,
-)
+from funcnet._src.training.engine import ArrayEngine, Engine, StreamEngine, Training
 from funcnet._src.training.inference import eval_program, evaluate_arrays
 from funcnet._src.training.progress import Progress
-from funcnet._src.training.step import History, TrainState
+from funcnet._src.training.resume import as_manager, resume_fit
+from funcnet._src.training.step import History, NonFinite, TrainState, init_train_state
 
 LOOPS = ("auto", "scan", "python")
 NONFINITE = ("stop", "skip", "ignore")
@@ -52,11 +55,14 @@ class FitResult(NamedTuple):
         train_state: the final :class:`TrainState` (pass it to ``fit`` again to continue).
         history: per-epoch logs, ``{"loss": [...], "val_loss": [...], <metric>: [...]}``.
         stop_reason: why training ended early (a callback's message), or None.
+        nonfinite: the run's first step with a non-finite loss or gradient
+            (a :class:`~funcnet.callbacks.NonFinite`: epoch, step, what), or None.
     """
 
     train_state: TrainState
     history: History
     stop_reason: str | None = None
+    nonfinite: NonFinite | None = None
 
     @property
     def params(self) -> Any:
@@ -211,17 +217,23 @@ def fit(
     placement = make_layout(mesh, data_axis, param_sharding, "fit")
     if placement is not None and jax.process_index() != 0:
         verbose = 0  # one progress bar per run, not one per process
-    enable_from_environment()  # the persistent cache only when asked for
+    enable_compilation_cache()
     training = Training(net, loss_fn, optimizer, metric_fns, on_nonfinite, placement)
+    engine: Engine
     if _is_batch_stream(x, y):
         if validation_split:
             raise ValueError(
                 "fit: validation_split needs in-memory arrays; with a stream of batches pass "
                 "validation_data=(x_val, y_val)."
             )
-        stream = StreamEngine(training)
-        stream.prepare_stream(x, epochs, steps_per_epoch, prefetch, key, train_state)
-        engine: Engine = stream
+        stream = StreamEngine(
+            training, x, epochs=epochs, steps_per_epoch=steps_per_epoch, prefetch=prefetch
+        )
+        input_spec = stream.input_spec
+        ts, initial_epoch, history = _first_state(
+            training, input_spec, key, train_state, resume, checkpoint
+        )
+        engine = stream
     else:
         if y is None:
             raise ValueError(
@@ -234,17 +246,44 @@ def fit(
                 raise ValueError("fit: give validation_data or validation_split, not both.")
             x, y, x_val, y_val = split_validation(x, y, validation_split)
             validation_data = (x_val, y_val)
-        engine = ArrayEngine(training)
-        engine.prepare_arrays(
-            x, y, batch_size, shuffle, steps_per_execution, loop, key, train_state
+        check_pair("fit", x, y)
+        input_spec = example_spec(x)
+        ts, initial_epoch, history = _first_state(
+            training, input_spec, key, train_state, resume, checkpoint
         )
+        engine = ArrayEngine(
+            training, x, y, batch_size=batch_size, shuffle=shuffle,
+            steps_per_execution=steps_per_execution, loop=loop, like=ts,
+        )  # fmt: skip
     validator = _validator(net, loss_fn, metric_fns, validation_data, batch_size)
-    engine.ts, initial_epoch, history = resume_fit(
-        resume, checkpoint, engine.ts, net, engine.input_spec, train_state is not None
-    )
-    saver = checkpoint_callback(checkpoint, net, engine.input_spec)
-    hooks = [*callbacks, saver] if saver is not None else callbacks  # last: sees every log
-    return _train(engine, epochs, hooks, on_nonfinite, verbose, validator, initial_epoch, history)
+    hooks = [as_callback(c) for c in callbacks]
+    if on_nonfinite == "stop" and not any(isinstance(c, TerminateOnNaN) for c in hooks):
+        hooks.insert(0, TerminateOnNaN())
+    saver = None
+    if checkpoint is not None:
+        saver = ModelCheckpoint(as_manager(checkpoint), net=net, input_shape=input_spec)
+    names = [*training.log_names, *(f"val_{n}" for n in training.log_names if validator)]
+    run = Run(train_state=ts, history={**{n: [] for n in names}, **(history or {})}, epochs=epochs)
+    progress = Progress(verbose, epochs, engine.steps_per_epoch)
+    _train(run, engine, hooks, saver, validator, progress, initial_epoch)
+    return FitResult(run.train_state, run.history, run.stop_reason, run.nonfinite)
+
+
+def _first_state(
+    training: Training,
+    input_spec: Any,
+    key: Any,
+    train_state: TrainState | None,
+    resume: Any,
+    checkpoint: Any,
+) -> tuple[TrainState, int, History | None]:
+    """The run's first train state (given, initialised or resumed), the epochs done, the history."""
+    ts = train_state
+    if ts is None:
+        ts = init_train_state(training.net, training.optimizer, input_spec, key=key)
+    if training.layout is not None:
+        ts = training.layout.place_state(ts)
+    return resume_fit(resume, checkpoint, ts, training.net, input_spec, train_state is not None)
 
 
 def _validator(
@@ -270,45 +309,59 @@ def _validator(
     return validate
 
 
+def _epoch_logs(hooks: Sequence[Callback], epoch: int, logs: dict[str, float]) -> None:
+    """Adds the callbacks' own logs (``Callback.epoch_logs``) to ``logs``."""
+    for hook in hooks:
+        view = types.MappingProxyType(logs)
+        for name, value in hook.epoch_logs(epoch, view).items():
+            if name in logs:
+                raise ValueError(
+                    f"fit: the callback {type(hook).__name__} logs {name!r}, which is already in "
+                    f"the logs ({', '.join(logs)}); return it under another name from epoch_logs."
+                )
+            logs[name] = float(value)
+
+
 def _train(
+    run: Run,
     engine: Engine,
-    epochs: int,
-    callbacks: Sequence[Any],
-    on_nonfinite: str,
-    verbose: int,
+    hooks: Sequence[Callback],
+    saver: ModelCheckpoint | None,
     validator: Callable[[TrainState], dict[str, float]] | None,
-    initial_epoch: int = 0,
-    history: History | None = None,
-) -> FitResult:
-    names = [*engine.log_names, *(f"val_{n}" for n in engine.log_names if validator)]
-    history = {**{name: [] for name in names}, **(history or {})}
-    run = Run(train_state=engine.ts, history=history, epochs=epochs)
-    hooks: list[Callback] = [as_callback(c) for c in callbacks]
-    if on_nonfinite == "stop" and not any(isinstance(c, TerminateOnNaN) for c in hooks):
-        hooks.insert(0, TerminateOnNaN())
-    for hook in hooks:
+    progress: Progress,
+    initial_epoch: int,
+) -> None:
+    """Runs the epochs. ``run`` owns the train state: only this loop and the callbacks replace it.
+
+    Each epoch: the engine trains from ``run.train_state`` and hands the new
+    state back; validation and the callbacks' own logs complete the epoch's
+    logs, which go to the history; then every callback sees them read-only,
+    and last ``fit``'s checkpoint saves the state the callbacks leave.
+    """
+    everyone = [*hooks, saver] if saver is not None else list(hooks)
+    for hook in everyone:
         hook.set_run(run)
-    for hook in hooks:
+    for hook in everyone:
         hook.on_train_begin()
-    progress = Progress(verbose, epochs, engine.steps_per_epoch)
     try:
-        for epoch in range(initial_epoch, epochs):
+        for epoch in range(initial_epoch, run.epochs):
             run.epoch = epoch
-            engine.ts = run.train_state
-            logs, first_bad = engine.run_epoch(epoch, progress)
-            run.train_state = engine.ts
-            run.extra["nonfinite"] = None if first_bad < 0 else (epoch, first_bad)
+            run.train_state, result = engine.run_epoch(run.train_state, epoch, progress)
+            if run.nonfinite is None:
+                run.nonfinite = result.nonfinite
+            logs = dict(result.logs)
             if validator is not None:
                 logs.update(validator(run.train_state))
-            for hook in hooks:
-                hook.on_epoch_end(epoch, logs)
+            _epoch_logs(hooks, epoch, logs)
             for name, value in logs.items():
                 run.history.setdefault(name, []).append(value)
+            view = types.MappingProxyType(logs)
+            for hook in everyone:
+                hook.on_epoch_end(epoch, view)
             progress.epoch_done(epoch, logs)
             if run.stop_training:
                 break
-        for hook in hooks:
+        for hook in everyone:
             hook.on_train_end()
     finally:
         progress.close(run.stop_reason)
-    return FitResult(run.train_state, run.history, run.stop_reason)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,29 +12,37 @@ from funcnet._src.core import Layer, Params, State
 from funcnet._src.losses import Loss, get_loss
 from funcnet._src.metrics import Metric, get_metric
 from funcnet._src.training.data import as_arrays, check_pair, num_examples, take
+from funcnet._src.training.model_cache import ModelCache
+
+# Compiled per model, and dropped with it.
+_PROGRAMS: ModelCache[Callable] = ModelCache()
 
 
-@functools.lru_cache(maxsize=64)
 def _predict_program(net: Layer) -> Callable:
-    def forward(params, state, x):
-        return net.apply(params, state, x, train=False)[0]
+    def build(net: Layer) -> Callable:
+        def forward(params, state, x):
+            return net.apply(params, state, x, train=False)[0]
 
-    return jax.jit(forward)
+        return jax.jit(forward)
+
+    return _PROGRAMS.get(net, "predict", build)
 
 
-@functools.lru_cache(maxsize=64)
 def eval_program(net: Layer, loss: Loss, metrics: tuple[tuple[str, Metric], ...]) -> Callable:
     """``(params, state, x, y) -> {name: sum over the batch}``: losses and metrics on the device."""
 
-    def sums(params, state, x, y):
-        predictions = net.apply(params, state, x, train=False)[0]
-        count = jax.tree.leaves(y)[0].shape[0]
-        out = {"loss": loss(predictions, y) * count}
-        for name, metric in metrics:
-            out[name] = metric(predictions, y) * count
-        return out
+    def build(net: Layer) -> Callable:
+        def sums(params, state, x, y):
+            predictions = net.apply(params, state, x, train=False)[0]
+            count = jax.tree.leaves(y)[0].shape[0]
+            out = {"loss": loss(predictions, y) * count}
+            for name, metric in metrics:
+                out[name] = metric(predictions, y) * count
+            return out
 
-    return jax.jit(sums)
+        return jax.jit(sums)
+
+    return _PROGRAMS.get(net, ("evaluate", loss, metrics), build)
 
 
 def batches(n: int, batch_size: int | None) -> list[slice]:
@@ -62,7 +69,8 @@ def predict(
 
     Args:
         net: the model.
-        params, state: from ``init`` or ``fit`` (``result.params, result.state``).
+        params: from ``init`` or ``fit`` (``result.params``).
+        state: from ``init`` or ``fit`` (``result.state``).
         x: inputs, ``[n, ...]``.
         batch_size: split the computation into batches of this size (default: one batch).
 

@@ -9,6 +9,7 @@ measurements and reasons are in ``docs/design.md``, section "Training".
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -18,8 +19,12 @@ import jax
 _CAPACITY = 64
 # jaxpr text -> the compiled program
 _BY_STRUCTURE: OrderedDict[str, Callable] = OrderedDict()
-# (the objects build closes over, the key's dtype) -> (program, output tree)
-_BY_IDENTITY: OrderedDict[Any, tuple[Callable, Any]] = OrderedDict()
+# owner (the model's init function, held weakly, so that this cache does not
+# keep models alive) -> {(the other objects build closes over, the key's
+# dtype and shape) -> (program, output tree)}
+_BY_IDENTITY: weakref.WeakKeyDictionary[Any, OrderedDict[Any, tuple[Callable, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _remember(cache: OrderedDict, name: Any, value: Any) -> Any:
@@ -36,22 +41,30 @@ def _compile(closed: Any) -> Callable:
     return jax.jit(jax.extend.core.jaxpr_as_fun(closed))
 
 
-def run_compiled(build: Callable[[jax.Array], Any], key: jax.Array, identity: Any = None) -> Any:
+def run_compiled(
+    build: Callable[[jax.Array], Any], key: jax.Array, identity: Any = None, owner: Any = None
+) -> Any:
     """``build(key)``, computed by one compiled program shared across equal structures.
 
-    ``identity``: hashable objects that determine ``build`` (the model, the
-    optimizer, the input shape), to skip the trace when they come again;
-    None to always trace. Inside a transformation (``vmap``, ``jit``)
+    ``owner`` (the model's init function) and ``identity`` (hashable objects
+    such as the optimizer and the input shape) determine ``build``: given
+    both, the trace is skipped when they come again, for as long as ``owner``
+    is alive; otherwise ``build`` is always traced. Inside a transformation (``vmap``, ``jit``)
     ``build`` is simply traced into it. Errors raised while tracing ``build``
     (bad shapes) surface as they would eagerly.
     """
     if isinstance(key, jax.core.Tracer):
         return build(key)
-    try:
-        name = None if identity is None else (identity, str(key.dtype), key.shape)
-        known = None if name is None else _BY_IDENTITY.get(name)
-    except TypeError:  # an unhashable part (a list as input shape)
-        name = known = None
+    known_for: OrderedDict[Any, tuple[Callable, Any]] | None = None
+    name: Any = None
+    known = None
+    if owner is not None and identity is not None:
+        try:
+            name = (identity, str(key.dtype), key.shape)
+            known_for = _BY_IDENTITY.setdefault(owner, OrderedDict())
+            known = known_for.get(name)
+        except TypeError:  # an unhashable part (a list as input shape), or no weakref
+            known_for = known = None
     if known is None:
         try:
             closed, shapes = jax.make_jaxpr(build, return_shape=True)(key)
@@ -63,7 +76,7 @@ def run_compiled(build: Callable[[jax.Array], Any], key: jax.Array, identity: An
         program = _BY_STRUCTURE.get(signature) or _compile(closed)
         _remember(_BY_STRUCTURE, signature, program)
         known = (program, jax.tree.structure(shapes))
-        if name is not None:
-            _remember(_BY_IDENTITY, name, known)
+        if known_for is not None:
+            _remember(known_for, name, known)
     program, tree = known
     return jax.tree.unflatten(tree, program(key))

@@ -91,7 +91,7 @@ def init_train_state(
         )
 
     # One compiled program rather than dozens of eager operations (init_program.py).
-    return run_compiled(build, as_key(key), identity=(net, optimizer, input_shape))
+    return run_compiled(build, as_key(key), identity=(optimizer, input_shape), owner=net.init)
 
 
 def _check_scalar_loss(value: Any) -> None:
@@ -108,7 +108,33 @@ class StepResult(NamedTuple):
     train_state: TrainState  # after the step (unchanged if the update was not applied)
     logs: dict[str, jax.Array]  # the loss and the metrics on this batch
     finite: jax.Array  # whether the loss and the gradients were all finite
+    loss_finite: jax.Array  # whether the loss alone was finite
     applied: jax.Array  # whether the update was applied
+
+
+class NonFinite(NamedTuple):
+    """The first training step whose loss or gradients were not finite.
+
+    Attributes:
+        epoch: the epoch, counting from 0.
+        step: the step within that epoch, counting from 0.
+        what: ``"loss"`` if the loss itself was NaN or infinite, ``"gradient"``
+            if the loss was finite but a gradient was not.
+
+    Example:
+        >>> NonFinite(epoch=0, step=2, what="loss").describe()
+        'non-finite loss at epoch 1, step 3 of that epoch'
+    """
+
+    epoch: int
+    step: int
+    what: str
+
+    def describe(self) -> str:
+        """The step in words, counting epochs and steps from 1."""
+        return (
+            f"non-finite {self.what} at epoch {self.epoch + 1}, step {self.step + 1} of that epoch"
+        )
 
 
 def _all_finite(value: jax.Array, grads: Any) -> jax.Array:
@@ -163,6 +189,7 @@ def train_step_with_logs(
         for name, metric in metrics:
             logs[name] = metric(jax.lax.stop_gradient(predictions), y)
         finite = _all_finite(value, grads)
+        loss_finite = jnp.isfinite(value)
 
         def update(ts: TrainState) -> TrainState:
             updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
@@ -171,9 +198,10 @@ def train_step_with_logs(
             return layout.constrain_state(new_ts) if layout is not None else new_ts
 
         if not guard:
-            return StepResult(update(ts), logs, finite, jnp.ones((), bool))
+            return StepResult(update(ts), logs, finite, loss_finite, jnp.ones((), bool))
         applied = finite & allowed
-        return StepResult(jax.lax.cond(applied, update, lambda ts: ts, ts), logs, finite, applied)
+        new_ts = jax.lax.cond(applied, update, lambda ts: ts, ts)
+        return StepResult(new_ts, logs, finite, loss_finite, applied)
 
     return step
 
