@@ -6,6 +6,7 @@ import optax
 import pytest
 
 import funcnet as fn
+from funcnet.callbacks import NonFinite
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(30, 2)).astype(np.float32)
@@ -54,3 +55,54 @@ def test_fit_many_errors():
                     hyperparams={"learning_rate": [0.1, 0.2]})  # fmt: skip
     with pytest.raises(ValueError, match=r"^fit_many: seeds must name at least one model"):
         fn.fit_many(NET, X, Y, loss="mse", optimizer=optax.sgd(0.1), seeds=[])
+
+
+def test_a_diverging_model_stops_alone_and_is_reported_like_fit_reports_it():
+    sgd = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    rates = [0.05, 50.0]  # the second diverges to inf within a few epochs
+    args = {"loss": "mse", "epochs": 8, "batch_size": 8, "shuffle": False}
+    many = fn.fit_many(
+        NET, X, Y, optimizer=sgd, seeds=[1, 1], hyperparams={"learning_rate": rates}, **args
+    )
+    assert many.nonfinite[0] is None and isinstance(many.nonfinite[1], NonFinite)
+    fine, diverged = (
+        fn.fit(NET, X, Y, optimizer=optax.sgd(r), key=1, verbose=0, **args) for r in rates
+    )
+    # fit stops at the same step, keeping the same last finite params.
+    assert many.nonfinite[1] == diverged.nonfinite and diverged.stop_reason.startswith(
+        "TerminateOnNaN"
+    )
+    # (Loosely for the diverged one: its params reach 1e13, where vmap's rounding shows.)
+    for i, (alone, rtol) in enumerate([(fine, 2e-5), (diverged, 1e-3)]):
+        jax.tree.map(
+            lambda a, b, rtol=rtol: np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-6),
+            many.model(i).params,
+            alone.params,
+        )
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(many.params))
+    # Its history ends where fit's does: NaN for the epochs it did not train in.
+    stopped = diverged.nonfinite.epoch
+    np.testing.assert_allclose(
+        many.history["loss"][1, : stopped + 1], diverged.history["loss"], rtol=1e-3
+    )
+    assert np.all(np.isnan(many.history["loss"][1, stopped + 1 :]))
+    assert np.all(np.isfinite(many.history["loss"][0]))
+
+
+def test_skip_and_ignore_modes_per_model():
+    sgd = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    args = {"loss": "mse", "epochs": 8, "batch_size": 8, "seeds": [1, 1]}
+    rates = {"learning_rate": [0.05, 50.0]}
+    skipped = fn.fit_many(NET, X, Y, optimizer=sgd, hyperparams=rates, on_nonfinite="skip", **args)
+    assert skipped.nonfinite[0] is None and skipped.nonfinite[1] is not None
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(skipped.params))
+    ignored = fn.fit_many(
+        NET, X, Y, optimizer=sgd, hyperparams=rates, on_nonfinite="ignore", **args
+    )
+    assert ignored.nonfinite == skipped.nonfinite
+    assert not np.all(np.isfinite(ignored.params[0]["w"][1]))
+    with pytest.raises(
+        ValueError,
+        match=r"^fit_many: on_nonfinite must be one of stop, skip, ignore, got 'pause'\.$",
+    ):
+        fn.fit_many(NET, X, Y, optimizer=sgd, on_nonfinite="pause", **args)
