@@ -238,6 +238,8 @@ def test_reduce_lr_on_plateau_lowers_the_injected_rate():
     result = train(optimizer=opt, epochs=3, callbacks=[plateau])
     # min_delta=10 means no epoch counts as an improvement after the first.
     assert float(result.opt_state.hyperparams["learning_rate"]) == pytest.approx(0.05 * 0.5**2)
+    # Each epoch's rate is logged, as it was during that epoch.
+    assert result.history["learning_rate"] == pytest.approx([0.05, 0.05, 0.025])
     with pytest.raises(
         ValueError, match=r"^ReduceLROnPlateau needs an optimizer whose learning rate is injected"
     ):
