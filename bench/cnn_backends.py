@@ -13,7 +13,7 @@ and update. Variants:
 - ``jax``: hand-written JAX, ``lax.conv_general_dilated`` + ``lax.reduce_window``
   (the reference of every ratio);
 - ``funcnet-native``, ``funcnet-im2col``, ``funcnet-auto``: funcnet's Conv,
-  MaxPool, Dense with ``FUNCNET_CONV_IMPL`` set to each value;
+  MaxPool, Dense with the layers' ``impl`` argument set to each value;
 - ``torch``: PyTorch eager, the same model (NCHW, as PyTorch wants).
 
 Each JAX variant runs in two ways over the same 16 batches: ``loop`` (a
@@ -94,12 +94,13 @@ def _jax_model(variant: str) -> tuple[Any, Any]:
 
     import funcnet as fn
 
+    impl = variant.split("-", 1)[1]  # funcnet-native, funcnet-im2col, funcnet-auto
     net = fn.serial(
-        fn.Conv(32, (3, 3), padding="VALID"),
+        fn.Conv(32, (3, 3), padding="VALID", impl=impl),
         fn.Relu(),
-        fn.Conv(64, (3, 3), padding="VALID"),
+        fn.Conv(64, (3, 3), padding="VALID", impl=impl),
         fn.Relu(),
-        fn.MaxPool((2, 2)),
+        fn.MaxPool((2, 2), impl=impl),
         fn.Flatten(),
         fn.Dense(128),
         fn.Relu(),
@@ -179,7 +180,7 @@ def _worker_jax(variant: str, way: str, windows: int) -> dict[str, Any]:
         "sys_ms_per_step": 1e3 * (after.ru_stime - usage.ru_stime) / steps,
         "loss": float(jnp.mean(loss)),
         "backend": jax.default_backend(),
-        "impl": os.environ.get("FUNCNET_CONV_IMPL", ""),
+        "impl": variant.split("-", 1)[1] if variant.startswith("funcnet-") else "",
     }
 
 
@@ -237,8 +238,6 @@ def _worker_torch(windows: int) -> dict[str, Any]:
 
 def _run_one(variant: str, way: str, windows: int, timeout: float) -> dict[str, Any]:
     env = dict(os.environ)
-    if variant.startswith("funcnet-"):
-        env["FUNCNET_CONV_IMPL"] = variant.split("-", 1)[1]
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", variant, way, str(windows)]
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
@@ -376,52 +375,56 @@ def _time(f: Any, *args: Any, reps: int) -> tuple[float, float]:
     return 1e3 * _median(wall), 1e3 * _median(cpu)
 
 
-def _conv_cases() -> list[tuple[str, Any, tuple[int, ...]]]:
+def _conv_cases(impl: str) -> list[tuple[str, Any, tuple[int, ...]]]:
     import funcnet as fn
 
     return [
         (
             "Conv 2d 26x26x32->64 k3 (this CNN)",
-            fn.Conv(64, (3, 3), padding="VALID"),
+            fn.Conv(64, (3, 3), padding="VALID", impl=impl),
             (64, 26, 26, 32),
         ),
         (
             "Conv 2d 28x28x1->32 k3 (this CNN)",
-            fn.Conv(32, (3, 3), padding="VALID"),
+            fn.Conv(32, (3, 3), padding="VALID", impl=impl),
             (64, 28, 28, 1),
         ),
-        ("Conv 2d 32x32x64->64 k3 same", fn.Conv(64, (3, 3)), (32, 32, 32, 64)),
-        ("Conv 2d 16x16x128->128 k3 same", fn.Conv(128, (3, 3)), (32, 16, 16, 128)),
-        ("Conv 2d 32x32x32->64 k3 s2", fn.Conv(64, (3, 3), 2), (32, 32, 32, 32)),
-        ("Conv 2d 28x28x16->32 k5", fn.Conv(32, (5, 5)), (32, 28, 28, 16)),
-        ("Conv 2d 16x16x64->128 k1", fn.Conv(128, (1, 1)), (32, 16, 16, 64)),
-        ("Conv 1d L128x64->64 k5", fn.Conv(64, 5), (32, 128, 64)),
-        ("Conv 3d 12^3x16->32 k3", fn.Conv(32, (3, 3, 3)), (8, 12, 12, 12, 16)),
+        ("Conv 2d 32x32x64->64 k3 same", fn.Conv(64, (3, 3), impl=impl), (32, 32, 32, 64)),
+        ("Conv 2d 16x16x128->128 k3 same", fn.Conv(128, (3, 3), impl=impl), (32, 16, 16, 128)),
+        ("Conv 2d 32x32x32->64 k3 s2", fn.Conv(64, (3, 3), 2, impl=impl), (32, 32, 32, 32)),
+        ("Conv 2d 28x28x16->32 k5", fn.Conv(32, (5, 5), impl=impl), (32, 28, 28, 16)),
+        ("Conv 2d 16x16x64->128 k1", fn.Conv(128, (1, 1), impl=impl), (32, 16, 16, 64)),
+        ("Conv 1d L128x64->64 k5", fn.Conv(64, 5, impl=impl), (32, 128, 64)),
+        ("Conv 3d 12^3x16->32 k3", fn.Conv(32, (3, 3, 3), impl=impl), (8, 12, 12, 12, 16)),
         (
             "Conv 2d depthwise 32x32x64 k3",
-            fn.Conv(64, (3, 3), feature_group_count=64),
+            fn.Conv(64, (3, 3), feature_group_count=64, impl=impl),
             (32, 32, 32, 64),
         ),
         (
             "Conv 2d groups=4 32x32x64->64 k3",
-            fn.Conv(64, (3, 3), feature_group_count=4),
+            fn.Conv(64, (3, 3), feature_group_count=4, impl=impl),
             (32, 32, 32, 64),
         ),
-        ("ConvTranspose 2d 16x16x64->32 k3 s2", fn.ConvTranspose(32, (3, 3), 2), (32, 16, 16, 64)),
+        (
+            "ConvTranspose 2d 16x16x64->32 k3 s2",
+            fn.ConvTranspose(32, (3, 3), 2, impl=impl),
+            (32, 16, 16, 64),
+        ),
     ]
 
 
-def _pool_cases() -> list[tuple[str, Any, tuple[int, ...]]]:
+def _pool_cases(impl: str) -> list[tuple[str, Any, tuple[int, ...]]]:
     import funcnet as fn
 
     return [
-        ("MaxPool 2x2 valid 24x24x64 (this CNN)", fn.MaxPool((2, 2)), (64, 24, 24, 64)),
-        ("MaxPool 3x3/2 same 32x32x64", fn.MaxPool((3, 3), 2, "SAME"), (32, 32, 32, 64)),
-        ("MaxPool 3x3/1 same 16x16x64", fn.MaxPool((3, 3), 1, "SAME"), (32, 16, 16, 64)),
-        ("AvgPool 2x2 valid 24x24x64", fn.AvgPool((2, 2)), (64, 24, 24, 64)),
-        ("MaxPool 1d 2 256x64", fn.MaxPool(2), (32, 256, 64)),
-        ("MaxPool 3d 2x2x2 16^3x32", fn.MaxPool((2, 2, 2)), (8, 16, 16, 16, 32)),
-        ("MaxPool 7x7/1 same 16x16x32", fn.MaxPool((7, 7), 1, "SAME"), (16, 16, 16, 32)),
+        ("MaxPool 2x2 valid 24x24x64 (this CNN)", fn.MaxPool((2, 2), impl=impl), (64, 24, 24, 64)),
+        ("MaxPool 3x3/2 same 32x32x64", fn.MaxPool((3, 3), 2, "SAME", impl=impl), (32, 32, 32, 64)),
+        ("MaxPool 3x3/1 same 16x16x64", fn.MaxPool((3, 3), 1, "SAME", impl=impl), (32, 16, 16, 64)),
+        ("AvgPool 2x2 valid 24x24x64", fn.AvgPool((2, 2), impl=impl), (64, 24, 24, 64)),
+        ("MaxPool 1d 2 256x64", fn.MaxPool(2, impl=impl), (32, 256, 64)),
+        ("MaxPool 3d 2x2x2 16^3x32", fn.MaxPool((2, 2, 2), impl=impl), (8, 16, 16, 16, 32)),
+        ("MaxPool 7x7/1 same 16x16x32", fn.MaxPool((7, 7), 1, "SAME", impl=impl), (16, 16, 16, 32)),
     ]
 
 
@@ -450,8 +453,6 @@ def _layer_step(layer: Any, state: Any) -> tuple[Any, Any]:
 def main_ops(reps: int) -> str:
     import jax
 
-    from funcnet._src.layers import _cpu_kernels
-
     lines = [
         f"{_uptime()}",
         "",
@@ -461,23 +462,20 @@ def main_ops(reps: int) -> str:
         "| layer | native | rewrite | rewrite speed-up (wall / CPU) | native in scan | rewrite in scan |",
         "|---|---|---|---|---|---|",
     ]
-    for name, layer, shape in _conv_cases() + _pool_cases():
+    # The same layers built with each implementation (the layers' impl argument).
+    layers = {impl: _conv_cases(impl) + _pool_cases(impl) for impl in ("native", "im2col")}
+    for (name, native, shape), (_, rewrite, _) in zip(layers["native"], layers["im2col"]):
         x = jax.random.normal(jax.random.key(1), shape)
-        _, params, state = layer.init(jax.random.key(0), shape)
+        _, params, state = native.init(jax.random.key(0), shape)
 
         times = {}
-        for impl in ("native", "im2col"):
-            # Fresh functions for each implementation: JAX caches traces by
-            # function, and the implementation is chosen when tracing.
+        for impl, layer in (("native", native), ("im2col", rewrite)):
             grad, body = _layer_step(layer, state)
-            with _cpu_kernels.use_conv_impl(impl):
-                step = jax.jit(grad)
-                scan = jax.jit(
-                    lambda p, x, body=body: jax.lax.scan(body, (p, x), None, SCAN_LENGTH)[0]
-                )
-                times[impl] = _time(step, params, x, reps=reps)
-                sw, sc = _time(scan, params, x, reps=1)
-                times[impl + "-scan"] = (sw / SCAN_LENGTH, sc / SCAN_LENGTH)
+            step = jax.jit(grad)
+            scan = jax.jit(lambda p, x, body=body: jax.lax.scan(body, (p, x), None, SCAN_LENGTH)[0])
+            times[impl] = _time(step, params, x, reps=reps)
+            sw, sc = _time(scan, params, x, reps=1)
+            times[impl + "-scan"] = (sw / SCAN_LENGTH, sc / SCAN_LENGTH)
         cell = {key: f"{w:.1f} / {c_:.1f}" for key, (w, c_) in times.items()}
         speedup = (
             f"{times['native'][0] / times['im2col'][0]:.2f}x / "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -20,13 +21,12 @@ def rand(shape, seed=0):
 
 def conv_and_grads(impl, x, w, cfg):
     """Output and gradients (wrt x and w) of a random projection, with ``impl`` forced."""
-    with kernels.use_conv_impl(impl):
 
-        def f(x, w):
-            return kernels.conv(x, w, **cfg)
+    def f(x, w):
+        return kernels.conv(x, w, **cfg, impl=impl)
 
-        y, vjp = jax.vjp(jax.jit(f), x, w)
-        dx, dw = vjp(rand(y.shape, seed=7))
+    y, vjp = jax.vjp(jax.jit(f), x, w)
+    dx, dw = vjp(rand(y.shape, seed=7))
     return y, dx, dw
 
 
@@ -84,8 +84,7 @@ def test_im2col_hand_computed():
     # at each end: windows [0, 1, 2] and [2, 3, 4].
     x = jnp.arange(1.0, 5.0).reshape(1, 4, 1)
     w = jnp.array([1.0, 10.0, 100.0]).reshape(3, 1, 1)
-    with kernels.use_conv_impl("im2col"):
-        y = kernels.conv(x, w, (2,), [(1, 1)])
+    y = kernels.conv(x, w, (2,), [(1, 1)], impl="im2col")
     np.testing.assert_allclose(y.ravel(), [0 + 10 + 200, 2 + 30 + 400])
 
 
@@ -93,13 +92,12 @@ def test_im2col_second_order_gradients_match_native():
     x, w = rand((1, 5, 5, 2), seed=3), rand((3, 3, 2, 3), seed=4)
 
     def hvp(impl):
-        with kernels.use_conv_impl(impl):
+        def loss(w):
+            y = kernels.conv(x, w, (1, 1), [(1, 1), (1, 1)], impl=impl)
+            return jnp.sum(jnp.tanh(y) ** 2)
 
-            def loss(w):
-                return jnp.sum(jnp.tanh(kernels.conv(x, w, (1, 1), [(1, 1), (1, 1)])) ** 2)
-
-            # Forward over reverse: needs the JVP of the backward pass.
-            return jax.jvp(jax.grad(loss), (w,), (jnp.ones_like(w),))[1]
+        # Forward over reverse: needs the JVP of the backward pass.
+        return jax.jvp(jax.grad(loss), (w,), (jnp.ones_like(w),))[1]
 
     np.testing.assert_allclose(hvp("im2col"), hvp("native"), rtol=1e-4, atol=1e-4)
 
@@ -107,20 +105,18 @@ def test_im2col_second_order_gradients_match_native():
 @pytest.mark.parametrize(
     "layer, shape",
     [
-        (lambda: fn.Conv(3, (3, 3), 2, "SAME", dilation=(1, 2)), (2, 7, 6, 4)),
-        (lambda: fn.ConvTranspose(3, (3, 3), 2, "SAME"), (2, 5, 4, 4)),
-        (lambda: fn.Conv(4, 3, feature_group_count=2), (2, 9, 4)),
+        (lambda impl: fn.Conv(3, (3, 3), 2, "SAME", dilation=(1, 2), impl=impl), (2, 7, 6, 4)),
+        (lambda impl: fn.ConvTranspose(3, (3, 3), 2, "SAME", impl=impl), (2, 5, 4, 4)),
+        (lambda impl: fn.Conv(4, 3, feature_group_count=2, impl=impl), (2, 9, 4)),
     ],
     ids=["Conv", "ConvTranspose", "Conv1D-groups"],
 )
 def test_layers_agree_across_implementations(layer, shape):
-    net = layer()
     x = rand(shape, seed=5)
-    _, params, state = net.init(jax.random.key(0), (None, *shape[1:]))
+    _, params, state = layer("auto").init(jax.random.key(0), (None, *shape[1:]))
     outs = {}
     for impl in ("native", "im2col"):
-        with kernels.use_conv_impl(impl):
-            outs[impl] = jax.jit(lambda p, x: net.apply(p, state, x)[0])(params, x)
+        outs[impl] = jax.jit(layer(impl).apply)(params, state, x)[0]
     np.testing.assert_allclose(outs["im2col"], outs["native"], rtol=1e-5, atol=1e-5)
 
 
@@ -151,8 +147,7 @@ POOL_IDS = ["2x2-valid", "3x3-s2-padded", "overlapping-mixed", "1d", "1d-overlap
 def test_sliced_pool_equals_reduce_window(kind, window, strides, pads, size):
     x = rand((2, *size, 3), seed=6)
     pool = kernels.max_pool if kind == "max" else kernels.sum_pool
-    with kernels.use_conv_impl("im2col"):
-        y, vjp = jax.vjp(lambda x: pool(x, window, strides, pads), x)
+    y, vjp = jax.vjp(lambda x: pool(x, window, strides, pads, impl="im2col"), x)
     y_ref, vjp_ref = jax.vjp(lambda x: reduce_window(kind, x, window, strides, pads), x)
     g = rand(y.shape, seed=8)
     np.testing.assert_allclose(y, y_ref, rtol=1e-6, atol=1e-6)
@@ -163,8 +158,8 @@ def test_max_pool_ties_give_the_whole_gradient_to_the_first_maximum():
     # Relu outputs: many windows are all zeros. reduce_window's gradient sends it
     # all to the first (row-major) maximum; the sliced pool must do the same.
     x = jnp.array([[0.0, 0.0, 2.0, 1.0], [0.0, 0.0, 2.0, 2.0]]).reshape(1, 2, 4, 1)
-    with kernels.use_conv_impl("im2col"):
-        g = jax.grad(lambda x: kernels.max_pool(x, (2, 2), (2, 2), [(0, 0), (0, 0)]).sum())(x)
+    pads = [(0, 0), (0, 0)]
+    g = jax.grad(lambda x: kernels.max_pool(x, (2, 2), (2, 2), pads, impl="im2col").sum())(x)
     g_ref = jax.grad(lambda x: reduce_window("max", x, (2, 2), (2, 2), [(0, 0), (0, 0)]).sum())(x)
     expected = [[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
     np.testing.assert_array_equal(g[0, :, :, 0], expected)
@@ -173,20 +168,17 @@ def test_max_pool_ties_give_the_whole_gradient_to_the_first_maximum():
 
 def test_max_pool_propagates_nan_like_lax_max():
     x = jnp.array([1.0, jnp.nan, 3.0, 2.0, 5.0, 4.0]).reshape(1, 6, 1)
-    with kernels.use_conv_impl("im2col"):
-        y = kernels.max_pool(x, (2,), (2,), [(0, 0)])
+    y = kernels.max_pool(x, (2,), (2,), [(0, 0)], impl="im2col")
     np.testing.assert_array_equal(np.isnan(y.ravel()), [True, False, False])
     np.testing.assert_array_equal(y.ravel()[1:], [3.0, 5.0])
 
 
 @pytest.mark.parametrize("layer", [fn.MaxPool, fn.AvgPool])
 def test_pool_layers_agree_across_implementations(layer):
-    net = layer((3, 3), 2, "SAME")
     x = rand((2, 7, 6, 3), seed=9).astype(jnp.bfloat16)
     outs = {}
     for impl in ("native", "im2col"):
-        with kernels.use_conv_impl(impl):
-            outs[impl] = net.apply({}, {}, x)[0]
+        outs[impl] = layer((3, 3), 2, "SAME", impl=impl).apply({}, {}, x)[0]
     assert outs["im2col"].dtype == jnp.bfloat16
     np.testing.assert_allclose(
         outs["im2col"].astype(np.float32), outs["native"].astype(np.float32), rtol=1e-2, atol=1e-2
@@ -201,31 +193,29 @@ def compiled_cpu_hlo(f, *args):
     return jax.jit(f).lower(*args).compile().as_text()
 
 
-def conv2d_loss(w, x):
-    return jnp.sum(kernels.conv(x, w, (1, 1), [(0, 0), (0, 0)]) ** 2)
+def conv2d_loss(w, x, impl="auto"):
+    return jnp.sum(kernels.conv(x, w, (1, 1), [(0, 0), (0, 0)], impl=impl) ** 2)
 
 
 def test_auto_uses_im2col_on_the_cpu_for_ordinary_2d_convolutions():
     assert jax.default_backend() == "cpu"
     x, w = rand((2, 6, 6, 3)), rand((3, 3, 3, 4))
-    with kernels.use_conv_impl("auto"):
-        hlo = compiled_cpu_hlo(jax.grad(conv2d_loss), w, x)
+    hlo = compiled_cpu_hlo(jax.grad(conv2d_loss), w, x)
     assert "convolution(" not in hlo and "concatenate(" in hlo
-    with kernels.use_conv_impl("native"):
-        assert "convolution(" in compiled_cpu_hlo(jax.grad(conv2d_loss), w, x)
+    native = functools.partial(conv2d_loss, impl="native")
+    assert "convolution(" in compiled_cpu_hlo(jax.grad(native), w, x)
 
 
 def test_auto_uses_im2col_for_groups_and_transposed_convolutions_too():
     x = rand((2, 6, 6, 4))
-    with kernels.use_conv_impl("auto"):
-        grouped = compiled_cpu_hlo(
-            lambda x, w: kernels.conv(x, w, (1, 1), [(0, 0)] * 2, groups=2), x, rand((3, 3, 2, 4))
-        )
-        transposed = compiled_cpu_hlo(
-            lambda x, w: kernels.conv(x, w, (1, 1), [(2, 2)] * 2, lhs_dilation=(2, 2)),
-            x,
-            rand((3, 3, 4, 4)),
-        )
+    grouped = compiled_cpu_hlo(
+        lambda x, w: kernels.conv(x, w, (1, 1), [(0, 0)] * 2, groups=2), x, rand((3, 3, 2, 4))
+    )
+    transposed = compiled_cpu_hlo(
+        lambda x, w: kernels.conv(x, w, (1, 1), [(2, 2)] * 2, lhs_dilation=(2, 2)),
+        x,
+        rand((3, 3, 4, 4)),
+    )
     assert "convolution(" not in grouped
     assert "convolution(" not in transposed
 
@@ -234,13 +224,11 @@ def test_auto_keeps_the_native_operations_for_huge_patches_and_wide_pools(monkey
     x, w = rand((2, 6, 6, 3)), rand((3, 3, 3, 4))
     # Patches: 2 images * 4 * 4 outputs * 9 taps * 3 channels * 4 bytes = 3456 bytes.
     monkeypatch.setattr(kernels, "MAX_PATCH_BYTES", 3455)
-    with kernels.use_conv_impl("auto"):
-        assert "convolution(" in compiled_cpu_hlo(jax.grad(conv2d_loss), w, x)
-        wide = compiled_cpu_hlo(lambda x: kernels.max_pool(x, (3, 4), (1, 1), [(0, 0)] * 2), x)
-        small = compiled_cpu_hlo(lambda x: kernels.max_pool(x, (3, 3), (1, 1), [(0, 0)] * 2), x)
+    assert "convolution(" in compiled_cpu_hlo(jax.grad(conv2d_loss), w, x)
+    wide = compiled_cpu_hlo(lambda x: kernels.max_pool(x, (3, 4), (1, 1), [(0, 0)] * 2), x)
+    small = compiled_cpu_hlo(lambda x: kernels.max_pool(x, (3, 3), (1, 1), [(0, 0)] * 2), x)
     monkeypatch.setattr(kernels, "MAX_PATCH_BYTES", 3456)
-    with kernels.use_conv_impl("auto"):
-        assert "convolution(" not in compiled_cpu_hlo(jax.grad(conv2d_loss), w, x)
+    assert "convolution(" not in compiled_cpu_hlo(jax.grad(conv2d_loss), w, x)
     assert "reduce-window(" in wide
     assert "reduce-window(" not in small
 
@@ -253,8 +241,7 @@ def test_auto_lowers_to_the_native_operations_on_gpu_and_tpu(platform):
         y = kernels.conv(x, w, (1, 1), [(0, 0), (0, 0)])
         return jnp.sum(kernels.max_pool(y, (2, 2), (2, 2), [(0, 0), (0, 0)]))
 
-    with kernels.use_conv_impl("auto"):
-        module = jax.export.export(jax.jit(jax.grad(f)), platforms=(platform,))(w, x).mlir_module()
+    module = jax.export.export(jax.jit(jax.grad(f)), platforms=(platform,))(w, x).mlir_module()
     assert "stablehlo.convolution" in module
     assert "reduce_window" in module or "select_and_scatter" in module
     assert "stablehlo.concatenate" not in module and "dot_general" not in module
@@ -275,40 +262,71 @@ def test_auto_table_matches_the_docs():
 
 
 # --------------------------------------------------------------------------
-# The setting
+# The layers' impl argument
 
 
-def test_environment_variable_selects_the_implementation(monkeypatch):
-    monkeypatch.setattr(kernels, "CONV_IMPL", None)
-    monkeypatch.setenv("FUNCNET_CONV_IMPL", " Native ")
-    assert kernels.conv_impl() == "native"
-    monkeypatch.delenv("FUNCNET_CONV_IMPL")
-    assert kernels.conv_impl() == "auto"
+def layer_hlo(net, shape):
+    """The compiled CPU program of the gradient of ``net`` (params and input) at ``shape``."""
+    _, params, state = net.init(jax.random.key(0), (None, *shape[1:]))
+
+    def loss(p, x):
+        return jnp.sum(net.apply(p, state, x)[0] ** 2)
+
+    return compiled_cpu_hlo(jax.grad(loss, argnums=(0, 1)), params, rand(shape))
 
 
-def test_module_setting_wins_over_the_environment(monkeypatch):
-    monkeypatch.setenv("FUNCNET_CONV_IMPL", "native")
-    with kernels.use_conv_impl("im2col"):
-        assert kernels.conv_impl() == "im2col"
-    assert kernels.conv_impl() == "native"
+@pytest.mark.parametrize(
+    "layer, shape, native_op",
+    [
+        (lambda **kw: fn.Conv(4, (3, 3), **kw), (2, 6, 6, 3), "convolution("),
+        (lambda **kw: fn.ConvTranspose(4, (3, 3), 2, **kw), (2, 4, 4, 3), "convolution("),
+        (lambda **kw: fn.MaxPool((2, 2), **kw), (2, 6, 6, 3), "reduce-window("),
+        (lambda **kw: fn.AvgPool((2, 2), **kw), (2, 6, 6, 3), "reduce-window("),
+    ],
+    ids=["Conv", "ConvTranspose", "MaxPool", "AvgPool"],
+)
+def test_impl_argument_chooses_the_operation_the_cpu_runs(layer, shape, native_op):
+    assert jax.default_backend() == "cpu"
+    # The default is "auto": on the CPU, the rewrite; "native" forces XLA's operation.
+    assert native_op not in layer_hlo(layer(), shape)
+    assert native_op not in layer_hlo(layer(impl="im2col"), shape)
+    assert native_op in layer_hlo(layer(impl="native"), shape)
 
 
-def test_bad_environment_value_is_rejected(monkeypatch):
-    monkeypatch.setattr(kernels, "CONV_IMPL", None)
-    monkeypatch.setenv("FUNCNET_CONV_IMPL", "cudnn")
+def test_two_layers_of_one_model_can_use_different_implementations():
+    net = fn.serial(fn.Conv(4, (3, 3), impl="native"), fn.Conv(4, (3, 3), impl="im2col"))
+    hlo = layer_hlo(net, (2, 6, 6, 3))
+    assert "convolution(" in hlo and "concatenate(" in hlo
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda: fn.Conv(2, 3, impl="cudnn"), "Conv"),
+        (lambda: fn.ConvTranspose(2, 3, impl="Native"), "ConvTranspose"),
+        (lambda: fn.MaxPool(2, impl=None), "MaxPool"),
+        (lambda: fn.AvgPool(2, impl="slices"), "AvgPool"),
+    ],
+)
+def test_bad_impl_is_rejected_when_the_layer_is_built(make, name):
     msg = (
-        r"FUNCNET_CONV_IMPL must be one of 'auto', 'native' or 'im2col', got 'cudnn'\. 'auto' uses"
+        rf"^{name}: impl must be 'auto', 'im2col' or 'native', got .*\. 'auto' \(the default\) uses"
     )
     with pytest.raises(ValueError, match=msg):
-        fn.Conv(2, 3).apply({"w": jnp.ones((3, 1, 2)), "b": jnp.zeros(2)}, {}, jnp.ones((1, 5, 1)))
+        make()
 
 
-def test_bad_module_setting_is_rejected_and_restored():
-    msg = r"funcnet\.layers\._cpu_kernels\.CONV_IMPL must be one of 'auto', 'native' or 'im2col', got 'fast'"
-    with pytest.raises(ValueError, match=msg):
-        with kernels.use_conv_impl("fast"):
-            pass  # pragma: no cover
-    assert kernels.CONV_IMPL is None
+def test_the_kernels_reject_an_unknown_impl():
+    x, w = rand((1, 5, 1)), rand((3, 1, 2))
+    with pytest.raises(ValueError, match=r"^impl must be 'auto', 'im2col' or 'native', got 'fast'"):
+        kernels.conv(x, w, (1,), [(0, 0)], impl="fast")
+
+
+def test_no_process_wide_setting_remains():
+    # The implementation is an argument: no module global or environment
+    # variable read at trace time can change what a layer computes.
+    assert not hasattr(kernels, "CONV_IMPL") and not hasattr(kernels, "use_conv_impl")
+    assert not hasattr(kernels, "conv_impl")
 
 
 def test_taps_are_row_major_and_match_the_kernel_layout():

@@ -1,5 +1,7 @@
 """The layer protocol: adapters, error paths, summaries."""
 
+import traceback
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -98,6 +100,45 @@ def test_foreign_exception_gets_the_layer_path(key):
     net = fn.serial(fn.Dense(3), lambda x: x.reshape(7, -1))
     with pytest.raises(fn.LayerTypeError, match=r"^serial\[1\]\.Lambda: TypeError: cannot reshape"):
         net.init(key, (None, 2))
+
+
+def _lookup_missing(x):
+    table = {"present": x}
+    return table["missing"]  # the user's bug: this line must reach the traceback
+
+
+def _formatted(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error))
+
+
+@pytest.mark.parametrize("stage", ["init", "apply"])
+def test_a_bug_two_combinators_deep_keeps_the_users_line_in_the_traceback(key, stage):
+    net = fn.serial(fn.Dense(2), fn.serial(_lookup_missing))
+    # The same structure without the bug, for params to apply the buggy one with.
+    _, params, state = fn.serial(fn.Dense(2), fn.serial(fn.Identity())).init(key, (None, 3))
+    path = r"^serial\[1\]\.serial\[0\]\._lookup_missing: KeyError: 'missing'$"
+    with pytest.raises(fn.LayerValueError, match=path) as raised:
+        if stage == "init":
+            net.init(key, (None, 3))
+        else:
+            net.apply(params, state, jnp.ones((1, 3)))
+    assert isinstance(raised.value.__cause__, KeyError)
+    text = _formatted(raised.value)
+    assert 'return table["missing"]  # the user\'s bug' in text
+    assert "in _lookup_missing" in text
+    # One link however deep: the user's KeyError, then the error with the whole path.
+    assert text.count("The above exception was the direct cause") == 1
+
+
+def test_funcnets_own_checks_show_their_message_once(key):
+    net = fn.serial(fn.serial(fn.Dense(4)))
+    _, params, state = net.init(key, (None, 3))
+    with pytest.raises(
+        fn.LayerValueError, match=r"^serial\[0\]\.serial\[0\]\.Dense: expected"
+    ) as raised:
+        net.apply(params, state, jnp.ones((5, 7)))
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert _formatted(raised.value).count("expected input with last dimension 3") == 1
 
 
 def test_params_from_another_model_are_rejected(key):

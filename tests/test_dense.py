@@ -88,6 +88,14 @@ def test_dense_rejects_bad_units(units):
         fn.Dense(units)
 
 
+def test_numpy_integer_sizes_are_accepted_like_conv_does():
+    # One positive-integer check for every layer: Conv always took np.int64,
+    # now Dense, Embedding, the recurrent layers and attention do too.
+    out_shape, params, _ = fn.Dense(np.int64(3)).init(jax.random.key(0), (None, 2))
+    assert out_shape == (None, 3) and type(out_shape[-1]) is int
+    assert params["w"].shape == (2, 3)
+
+
 def test_unknown_activation_lists_the_valid_names():
     with pytest.raises(
         ValueError, match=r"^Dense: unknown activation 'sigmod'\. Valid names: .*sigmoid"

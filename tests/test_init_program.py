@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import funcnet as fn
 from funcnet._src.training import init_program
@@ -84,3 +85,28 @@ def test_inside_vmap_init_is_traced_into_the_caller():
     assert stacked.params[0]["w"].shape == (3, 2, 4)
     one = fn.init_train_state(playground_net(), OPT, (None, 2), key=keys[1])
     np.testing.assert_allclose(stacked.params[0]["w"][1], one.params[0]["w"], rtol=1e-6)
+
+
+def test_concrete_initializers_take_the_eager_path_inside_nested_combinators():
+    # Inside a combinator the ConcretizationTypeError arrives wrapped in a
+    # LayerError that names the path; the fallback must still see it.
+    def concrete(key, shape, dtype=jnp.float32):
+        w = jax.random.normal(key, shape, dtype)
+        return w if float(jnp.sum(w)) > 0 else -w
+
+    def nested():
+        return fn.serial(fn.serial(fn.Dense(2, w_init=concrete)), fn.Dense(1))
+
+    ts = fn.init_train_state(nested(), OPT, (None, 3), key=0)
+    assert float(jnp.sum(ts.params[0][0]["w"])) > 0
+    x, y = np.ones((8, 3), np.float32), np.ones((8, 1), np.float32)
+    result = fn.fit(nested(), x, y, loss="mse", optimizer=OPT, epochs=1, key=0, verbose=0)
+    assert np.isfinite(result.history["loss"][-1])
+
+
+def test_other_errors_while_tracing_init_are_not_swallowed():
+    def broken(key, shape, dtype=jnp.float32):
+        raise RuntimeError("broken initializer")
+
+    with pytest.raises(fn.LayerValueError, match=r"RuntimeError: broken initializer"):
+        fn.init_train_state(fn.serial(fn.serial(fn.Dense(2, w_init=broken))), OPT, (None, 3))

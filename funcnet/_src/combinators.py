@@ -26,6 +26,8 @@ from funcnet._src.core import (
     InputShape,
     Layer,
     LayerValueError,
+    Params,
+    State,
     apply_child,
     as_layer,
     check_children_tree,
@@ -123,7 +125,7 @@ def serial(*layers: Any, name: str = "serial") -> Layer:
     children = tuple(as_layer(layer) for layer in layers)
     segments = tuple(f"{name}[{i}]" for i in range(len(children)))
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
         params, states = [], []
         shape = input_shape
         for segment, child, child_key in zip(segments, children, split_key(key, len(children))):
@@ -132,7 +134,14 @@ def serial(*layers: Any, name: str = "serial") -> Layer:
             states.append(child_state)
         return shape, tuple(params), tuple(states)
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[Any, State]:
         check_children_tree(name, len(children), params, state)
         new_states = []
         keys = split_key(key, len(children))
@@ -150,15 +159,23 @@ def _side_by_side(name: str, children: tuple[Layer, ...], shared_input: bool) ->
     segments = tuple(f"{name}[{i}]" for i in range(n))
     hint = f"Use branches(...) to give one input to every layer, or put fanout({n}) before {name}."
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
         shapes = (input_shape,) * n if shared_input else _input_shapes(name, input_shape, n, hint)
         results = [
             init_child(segment, child, k, shape)
             for segment, child, k, shape in zip(segments, children, split_key(key, n), shapes)
         ]
-        return tuple(tuple(r[i] for r in results) for i in range(3))
+        shapes_out, params, states = (tuple(r[i] for r in results) for i in range(3))
+        return shapes_out, params, states
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[Any, State]:
         check_children_tree(name, n, params, state)
         xs = (x,) * n if shared_input else _inputs(name, x, n, hint)
         results = [
@@ -233,12 +250,19 @@ def fanout(n: int, *, name: str = "fanout") -> Layer:
     """
     _check_count(name, n)
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
         del key
         spec = tuple(input_shape) if isinstance(input_shape, list) else input_shape
         return (spec,) * n, {}, {}
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[Any, State]:
         del params, key, train
         return (x,) * n, state
 
@@ -287,7 +311,7 @@ def fan_in_sum(*, name: str = "fan_in_sum") -> Layer:
             "or join them with fan_in_concat.",
         )
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
         del key
         shapes = [
             check_input_shape(name, s, min_rank=0)
@@ -301,7 +325,14 @@ def fan_in_sum(*, name: str = "fan_in_sum") -> Layer:
             out = tuple(merged)
         return out, {}, {}
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[Any, State]:
         del params, key, train
         xs = tuple(jnp.asarray(a) for a in _inputs(name, x, None, _MULTI_HINT))
         for a in xs[1:]:
@@ -350,26 +381,34 @@ def fan_in_concat(axis: int = -1, *, name: str = "fan_in_concat") -> Layer:
             f"axis must be equal (only axis {ax} may differ). Reshape or project the branches first.",
         )
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
         del key
         shapes = [
             check_input_shape(name, s) for s in _input_shapes(name, input_shape, None, _MULTI_HINT)
         ]
         ax = normalized(len(shapes[0]))
-        out = list(shapes[0])
+        out: list[int | None] = list(shapes[0])
         for shape in shapes[1:]:
             if len(shape) != len(out):
                 raise mismatch(shapes[0], shape, ax)
             for i, d in enumerate(shape):
                 if i == ax:
-                    out[i] = None if out[i] is None or d is None else out[i] + d
+                    known = out[i]
+                    out[i] = None if known is None or d is None else known + d
                 elif (merged := _merge_dim(out[i], d)) is False:
                     raise mismatch(shapes[0], shape, ax)
                 else:
                     out[i] = merged
         return tuple(out), {}, {}
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[Any, State]:
         del params, key, train
         xs = tuple(jnp.asarray(a) for a in _inputs(name, x, None, _MULTI_HINT))
         ax = normalized(xs[0].ndim)
@@ -425,7 +464,7 @@ def residual(layer: Any, projection: Any = None, *, name: str = "residual") -> L
             f"(funcnet does not broadcast). Give the shortcut a projection: {fix}.",
         )
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
         x_shape = check_input_shape(name, input_shape, min_rank=0)
         results = [
             init_child(segment, child, k, input_shape)
@@ -443,7 +482,14 @@ def residual(layer: Any, projection: Any = None, *, name: str = "residual") -> L
             raise mismatch(x_shape, y_shape, shortcut)
         return tuple(merged), tuple(r[1] for r in results), tuple(r[2] for r in results)
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[Any, State]:
         check_children_tree(name, len(children), params, state)
         keys = split_key(key, len(children))
         y, body_state = apply_child(
@@ -493,10 +539,10 @@ def repeat(layer: Any, n: int, *, name: str = "repeat") -> Layer:
     _check_count(name, n)
     segment = f"{name}[0:{n}]"
 
-    def init_stacked(key, input_shape):
+    def init_stacked(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
         shapes = []
 
-        def init_one(k):
+        def init_one(k: jax.Array) -> tuple[Params, State]:
             shape, params, state = child.init(k, input_shape)
             shapes.append(shape)
             return params, state
@@ -509,7 +555,7 @@ def repeat(layer: Any, n: int, *, name: str = "repeat") -> Layer:
 
     stacked = Layer(init_stacked, child.apply, child.name)
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
         output_shape, params, state = init_child(segment, stacked, key, input_shape)
         if _plain(output_shape) != _plain(input_shape):
             raise shape_error(
@@ -520,7 +566,7 @@ def repeat(layer: Any, n: int, *, name: str = "repeat") -> Layer:
             )
         return output_shape, params, state
 
-    def check_stacked(params, state):
+    def check_stacked(params: Params, state: State) -> None:
         for what, tree in (("params", params), ("state", state)):
             for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
                 if jnp.ndim(leaf) < 1 or jnp.shape(leaf)[0] != n:
@@ -531,9 +577,10 @@ def repeat(layer: Any, n: int, *, name: str = "repeat") -> Layer:
                         "Pass the params and state returned by this model's own init.",
                     )
 
-    def check_carry(x, y):
+    def check_carry(x: Any, y: Any) -> None:
         x_shapes, y_shapes = jax.tree.map(jnp.shape, x), jax.tree.map(jnp.shape, y)
-        if jax.tree.structure(x) != jax.tree.structure(y) or x_shapes != y_shapes:
+        x_tree: Any = jax.tree.structure(x)  # typed loosely: PyTreeDef has no __eq__ stub
+        if x_tree != jax.tree.structure(y) or x_shapes != y_shapes:
             raise shape_error(
                 name,
                 f"the layer maps an input of shape {x_shapes} to {y_shapes}, but repeat needs "
@@ -547,11 +594,18 @@ def repeat(layer: Any, n: int, *, name: str = "repeat") -> Layer:
                 "the same dtype in and out. Leave the layer's dtype=None, or cast the input.",
             )
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[Any, State]:
         check_stacked(params, state)
         keys = None if key is None else jax.random.split(key, n)
 
-        def step(carry, per_copy):
+        def step(carry: Any, per_copy: tuple[Params, State, jax.Array | None]) -> tuple[Any, State]:
             p, s, k = per_copy
             y, s = apply_child(segment, child, p, s, carry, key=k, train=train)
             check_carry(carry, y)

@@ -28,7 +28,7 @@ import contextlib
 import contextvars
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, NoReturn, Protocol, overload
 
 import jax
 import jax.numpy as jnp
@@ -119,14 +119,24 @@ def type_error(layer: str, message: str) -> LayerTypeError:
     return LayerTypeError(message, (layer,))
 
 
-def _reraise_within(segment: str, child: Layer, error: Exception) -> LayerError:
+def _raise_within(segment: str, child: Layer, error: Exception) -> NoReturn:
+    """Raises ``error``, which escaped ``child``, again with ``segment`` added to its path.
+
+    A foreign error (a bug in a user's function, a JAX error) becomes a
+    :class:`LayerError` chained to it (``raise ... from error``), so the
+    traceback still reaches the line that failed. A :class:`LayerError` seen
+    again by an outer combinator keeps the cause found at the bottom, so
+    however deep the model, the traceback holds one link: the original error,
+    then the error with the full path. funcnet's own checks have no cause, and
+    show only the message.
+    """
     if isinstance(error, LayerError):
-        return error.within(segment)
+        raise error.within(segment) from error.__cause__
     detail = f"{type(error).__name__}: {error}"
     path = (segment, child.name)
     if isinstance(error, TypeError):
-        return LayerTypeError(detail, path)
-    return LayerValueError(detail, path)
+        raise LayerTypeError(detail, path) from error
+    raise LayerValueError(detail, path) from error
 
 
 # --------------------------------------------------------------------------
@@ -280,7 +290,9 @@ def param_count(params: Params) -> int:
     return sum(int(math.prod(np.shape(leaf))) for leaf in jax.tree.leaves(params))
 
 
-def init_child(segment: str, child: Layer, key: jax.Array, input_shape: InputShape) -> tuple:
+def init_child(
+    segment: str, child: Layer, key: jax.Array, input_shape: InputShape
+) -> tuple[Any, Params, State]:
     """Initialises a combinator's child, naming it ``segment`` in errors.
 
     Combinators call this instead of ``child.init`` so that errors carry the
@@ -293,7 +305,7 @@ def init_child(segment: str, child: Layer, key: jax.Array, input_shape: InputSha
     try:
         output_shape, params, state = child.init(key, input_shape)
     except Exception as error:
-        raise _reraise_within(segment, child, error) from None
+        _raise_within(segment, child, error)
     finally:
         if recorder is not None:
             recorder.segments.pop()
@@ -318,7 +330,7 @@ def apply_child(
     try:
         return child.apply(params, state, x, key=key, train=train)
     except Exception as error:
-        raise _reraise_within(segment, child, error) from None
+        _raise_within(segment, child, error)
 
 
 def check_children_tree(name: str, n_children: int, params: Params, state: State) -> None:
@@ -333,10 +345,15 @@ def check_children_tree(name: str, n_children: int, params: Params, state: State
             )
 
 
-def split_key(key: jax.Array | None, n: int) -> list[jax.Array | None]:
+@overload
+def split_key(key: jax.Array, n: int) -> list[jax.Array]: ...
+@overload
+def split_key(key: jax.Array | None, n: int) -> list[jax.Array | None]: ...
+def split_key(key: jax.Array | None, n: int) -> list[jax.Array] | list[jax.Array | None]:
     """``n`` independent keys from ``key`` (or ``n`` Nones when there is no key)."""
     if key is None:
-        return [None] * n
+        no_keys: list[jax.Array | None] = [None] * n
+        return no_keys
     return list(jax.random.split(key, n))
 
 
@@ -360,11 +377,18 @@ def Lambda(fn: Callable[[Any], Any], name: str | None = None) -> Layer:
     if layer_name == "<lambda>":
         layer_name = "Lambda"
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
         del key
         return infer_output_shape(fn, input_shape), {}, {}
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[Any, State]:
         del params, key, train
         return fn(x), state
 
@@ -407,13 +431,20 @@ def from_stax(pair: tuple[Callable, Callable], name: str = "stax") -> Layer:
     """
     init_fun, apply_fun = pair
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
         output_shape, params = init_fun(
             key, shape_of(input_shape) if is_shape(input_shape) else input_shape
         )
         return tuple(output_shape), params, {}
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[Any, State]:
         kwargs: dict[str, Any] = {"mode": "train" if train else "test"}
         if key is not None:
             kwargs["rng"] = key
@@ -447,12 +478,19 @@ def custom_layer(
         ((None, 3), (3,))
     """
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
         params = init_params(key, shape_of(input_shape) if is_shape(input_shape) else input_shape)
         output_shape = infer_output_shape(lambda x: apply_fn(params, x), input_shape)
         return output_shape, params, {}
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[Any, State]:
         del key, train
         return apply_fn(params, x), state
 

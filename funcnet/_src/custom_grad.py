@@ -23,9 +23,11 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from funcnet._src.core import (
+    InputShape,
     Layer,
     Params,
     Shape,
+    State,
     infer_output_shape,
     is_shape,
     shape_error,
@@ -117,7 +119,7 @@ def custom_vjp_layer(
         [0.5, 0.5]
     """
 
-    def call_forward(params, x):
+    def call_forward(params: Params, x: Any) -> tuple[Any, Any]:
         result = forward(params, x)
         if not isinstance(result, (tuple, list)) or len(result) != 2:
             raise type_error(
@@ -125,14 +127,14 @@ def custom_vjp_layer(
                 f"forward must return a pair (y, residuals), got {type(result).__name__}. "
                 "Return (y, ()) when backward needs no residuals.",
             )
-        return tuple(result)
+        return result[0], result[1]
 
-    def with_custom_vjp(params, x):
+    def with_custom_vjp(params: Params, x: Any) -> Any:
         @jax.custom_vjp
-        def fn(params, x):
+        def fn(params: Params, x: Any) -> Any:
             return call_forward(params, x)[0]
 
-        def bwd(residuals, dy):
+        def bwd(residuals: Any, dy: Any) -> tuple[Any, Any]:
             result = backward(residuals, dy)
             if not isinstance(result, (tuple, list)) or len(result) != 2:
                 raise type_error(
@@ -146,12 +148,19 @@ def custom_vjp_layer(
         fn.defvjp(call_forward, bwd)
         return fn(params, x)
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
         params = init_params(key, shape_of(input_shape) if is_shape(input_shape) else input_shape)
         output_shape = infer_output_shape(lambda x: call_forward(params, x)[0], input_shape)
         return output_shape, params, {}
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[Any, State]:
         del key, train
         if _AUTODIFF.get():
             return call_forward(params, x)[0], state
@@ -248,7 +257,8 @@ def check_layer_grads(
         x: an input ``[batch, ...]`` (or tuple of inputs); float leaves are cast
             to float64 and checked, other leaves are held fixed.
         state: the model state; None takes the one ``layer.init`` gives.
-        key, train: passed to ``apply``.
+        key: passed to ``apply``.
+        train: passed to ``apply``.
         reference: ``reference(params, x) -> y`` whose autodiff gradient is the
             intended rule (e.g. ``lambda p, x: x`` for a straight-through estimator).
         autodiff: compare with autodiff (of ``reference`` if given); turn off
@@ -258,7 +268,9 @@ def check_layer_grads(
         cotangent: the output cotangent ``v`` (a pytree like ``y``); None draws
             standard normals from ``numpy.random.default_rng(0)``, leaf by leaf.
         eps: the finite-difference step.
-        atol, rtol: an element fails when ``|got - want| > atol + rtol * |want|``.
+        atol: the absolute tolerance: an element fails when
+            ``|got - want| > atol + rtol * |want|``.
+        rtol: the relative tolerance (see ``atol``).
         raise_on_error: raise :class:`GradCheckError` naming the worst path on failure.
 
     Returns:

@@ -14,49 +14,15 @@ picks a kernel and the reasons are in ``docs/layers-conv.md``, section
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-IMPLS = ("auto", "native", "im2col")
-ENV_VAR = "FUNCNET_CONV_IMPL"
-
-#: Overrides the ``FUNCNET_CONV_IMPL`` environment variable when not None.
-CONV_IMPL: str | None = None
-
-
-def conv_impl() -> str:
-    """The implementation in force: :data:`CONV_IMPL`, else the environment, else "auto"."""
-    impl = CONV_IMPL if CONV_IMPL is not None else os.environ.get(ENV_VAR, "auto")
-    impl = impl.strip().lower()
-    if impl not in IMPLS:
-        source = "funcnet.layers._cpu_kernels.CONV_IMPL" if CONV_IMPL is not None else ENV_VAR
-        raise ValueError(
-            f"{source} must be one of 'auto', 'native' or 'im2col', got {impl!r}. 'auto' "
-            "uses im2col on the CPU where it was measured faster and the native "
-            "convolution elsewhere."
-        )
-    return impl
-
-
-@contextlib.contextmanager
-def use_conv_impl(impl: str) -> Iterator[None]:
-    """Sets :data:`CONV_IMPL` inside a ``with`` block (for tests and benchmarks)."""
-    global CONV_IMPL
-    previous = CONV_IMPL
-    CONV_IMPL = impl
-    try:
-        conv_impl()  # validates
-        yield
-    finally:
-        CONV_IMPL = previous
-
+from funcnet._src.layers._checks import IMPLS
 
 # --------------------------------------------------------------------------
 # Convolution
@@ -206,8 +172,13 @@ def conv(
     lhs_dilation: Sequence[int] | None = None,
     rhs_dilation: Sequence[int] | None = None,
     groups: int = 1,
+    impl: str = "auto",
 ) -> jax.Array:
-    """Cross-correlates channels-last ``x`` with ``[*k, in / groups, out]`` ``w``, choosing the kernel."""
+    """Cross-correlates channels-last ``x`` with ``[*k, in / groups, out]`` ``w``.
+
+    ``impl`` picks the kernel: "native" (``lax.conv_general_dilated``),
+    "im2col", or "auto" (im2col on the CPU when :func:`im2col_preferred`).
+    """
     n = x.ndim - 2
     args = (
         tuple(int(s) for s in strides),
@@ -229,13 +200,19 @@ def conv(
     def im2col(x: jax.Array, w: jax.Array) -> jax.Array:
         return _im2col(x, w, *args)
 
-    return _dispatch(native, im2col, im2col_preferred(patch_bytes), x, w)
+    return _dispatch(impl, native, im2col, im2col_preferred(patch_bytes), x, w)
 
 
 def _dispatch(
-    native: Callable, rewrite: Callable, cpu_prefers: bool, *operands: jax.Array
+    impl: str, native: Callable, rewrite: Callable, cpu_prefers: bool, *operands: jax.Array
 ) -> jax.Array:
-    impl = conv_impl()
+    """``native(*operands)`` or ``rewrite(*operands)``, as ``impl`` says.
+
+    "auto" picks per platform when the program is lowered, so a program
+    lowered for a GPU or TPU gets ``native`` even from a CPU process.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be 'auto', 'im2col' or 'native', got {impl!r}.")
     if impl == "native" or (impl == "auto" and not cpu_prefers):
         return native(*operands)
     if impl == "im2col":
@@ -258,7 +235,12 @@ def slices_preferred(window: Sequence[int]) -> bool:
 
 
 def max_pool(
-    x: jax.Array, window: Sequence[int], strides: Sequence[int], pads: Sequence[tuple[int, int]]
+    x: jax.Array,
+    window: Sequence[int],
+    strides: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    *,
+    impl: str = "auto",
 ) -> jax.Array:
     """The maximum over each window of a channels-last ``x``; padding is ``-inf``."""
     window, strides = tuple(window), tuple(strides)
@@ -280,11 +262,16 @@ def max_pool(
             m = jnp.where((s > m) | jnp.isnan(s), s, m)
         return m
 
-    return _dispatch(native, slices, slices_preferred(window), x)
+    return _dispatch(impl, native, slices, slices_preferred(window), x)
 
 
 def sum_pool(
-    x: jax.Array, window: Sequence[int], strides: Sequence[int], pads: Sequence[tuple[int, int]]
+    x: jax.Array,
+    window: Sequence[int],
+    strides: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    *,
+    impl: str = "auto",
 ) -> jax.Array:
     """The sum over each window of a channels-last ``x``; padding is zeros."""
     window, strides = tuple(window), tuple(strides)
@@ -303,4 +290,4 @@ def sum_pool(
             total = total + s
         return total
 
-    return _dispatch(native, slices, slices_preferred(window), x)
+    return _dispatch(impl, native, slices, slices_preferred(window), x)

@@ -14,11 +14,11 @@ element at the high end.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
 from funcnet._src.core import shape_error
+from funcnet._src.layers._checks import is_int
 
 Padding = str | tuple[tuple[int, int], ...]
 
@@ -29,13 +29,9 @@ LAYOUTS = {
 }
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _as_tuple(value: Any, repeat: int) -> tuple | None:
     """An int repeated ``repeat`` times, or any non-string iterable as a tuple."""
-    if _is_int(value):
+    if is_int(value):
         return (value,) * repeat
     if isinstance(value, str):
         return None
@@ -45,21 +41,10 @@ def _as_tuple(value: Any, repeat: int) -> tuple | None:
         return None
 
 
-def positive_int(layer: str, what: str, value: Any) -> int:
-    """``value`` as an int, raising unless it is a positive integer."""
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"{layer}: {what} must be a positive integer, got {value!r}.")
-    return int(value)
-
-
 def window_tuple(layer: str, what: str, value: Any) -> tuple[int, ...]:
     """A kernel size or pooling window: an int (1-D) or 1 to 3 positive ints."""
     values = _as_tuple(value, 1)
-    if (
-        values is None
-        or not 1 <= len(values) <= 3
-        or not all(_is_int(v) and v >= 1 for v in values)
-    ):
+    if values is None or not 1 <= len(values) <= 3 or not all(is_int(v) and v >= 1 for v in values):
         raise ValueError(
             f"{layer}: {what} must be a positive int (1-D) or a tuple of 1 to 3 positive "
             f"ints, one per spatial axis, e.g. (3, 3) for images; got {value!r}."
@@ -70,7 +55,7 @@ def window_tuple(layer: str, what: str, value: Any) -> tuple[int, ...]:
 def per_axis(layer: str, what: str, value: Any, n: int) -> tuple[int, ...]:
     """Strides or dilation: one positive int for every axis, or one per axis."""
     values = _as_tuple(value, n)
-    if values is None or len(values) != n or not all(_is_int(v) and v >= 1 for v in values):
+    if values is None or len(values) != n or not all(is_int(v) and v >= 1 for v in values):
         raise ValueError(
             f"{layer}: {what} must be a positive int or a tuple of {n} positive ints "
             f"(one per spatial axis), got {value!r}."
@@ -85,7 +70,7 @@ def padding_spec(layer: str, padding: Any, n: int) -> Padding:
     try:
         pairs = tuple((int(lo), int(hi)) for lo, hi in padding)
         ok = len(pairs) == n and all(lo >= 0 and hi >= 0 for lo, hi in pairs)
-        ok = ok and all(_is_int(v) for pair in padding for v in pair)
+        ok = ok and all(is_int(v) for pair in padding for v in pair)
     except (TypeError, ValueError):
         ok = False
     if not ok:

@@ -12,8 +12,17 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from funcnet._src.core import Layer, check_float, check_input_shape
+from funcnet._src.core import (
+    InputShape,
+    Layer,
+    Params,
+    Shape,
+    State,
+    check_float,
+    check_input_shape,
+)
 
 
 def _identity(x: jax.Array) -> jax.Array:
@@ -71,11 +80,18 @@ def get_activation(
 
 
 def _activation_layer(fn: Callable[[jax.Array], jax.Array], name: str) -> Layer:
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Shape, Params, State]:
         del key
         return check_input_shape(name, input_shape, min_rank=0), {}, {}
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: ArrayLike,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[jax.Array, State]:
         del params, key, train
         return fn(check_float(name, x)), state
 
@@ -153,11 +169,18 @@ def Silu() -> Layer:
 def Identity() -> Layer:
     """Returns its input unchanged (any dtype)."""
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
         del key
         return input_shape if not isinstance(input_shape, list) else tuple(input_shape), {}, {}
 
-    def apply(params, state, x: Any, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[Any, State]:
         del params, key, train
         return x, state
 

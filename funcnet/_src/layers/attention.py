@@ -16,7 +16,11 @@ import jax
 import jax.numpy as jnp
 
 from funcnet._src.core import (
+    InputShape,
     Layer,
+    Params,
+    Shape,
+    State,
     check_float,
     dtype_of,
     expand_to,
@@ -25,19 +29,12 @@ from funcnet._src.core import (
     shape_of,
     type_error,
 )
+from funcnet._src.layers._checks import check_flags, optional_positive_int, positive_int
 
 _FORMS = (
     "x [batch, T, D] for self-attention, (query, key_value), (query, key, value) "
     "or (query, key, value, mask)"
 )
-
-
-def _positive_int(name: str, what: str, value: Any, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        extra = " or None" if optional else ""
-        raise ValueError(f"{name}: {what} must be a positive integer{extra}, got {value!r}.")
 
 
 def _split(name: str, inputs: Any, is_one: Any) -> tuple[Any, Any, Any, Any]:
@@ -153,16 +150,14 @@ def MultiHeadAttention(
         >>> y.shape
         (1, 5, 3)
     """
-    _positive_int(name, "num_heads", num_heads)
-    _positive_int(name, "key_size", key_size)
-    _positive_int(name, "value_size", value_size, optional=True)
-    _positive_int(name, "out_features", out_features, optional=True)
-    for flag, value in (("causal", causal), ("use_bias", use_bias)):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name}: {flag} must be True or False, got {value!r}.")
+    num_heads = positive_int(name, "num_heads", num_heads)
+    key_size = positive_int(name, "key_size", key_size)
+    value_size = optional_positive_int(name, "value_size", value_size)
+    out_features = optional_positive_int(name, "out_features", out_features)
+    check_flags(name, causal=causal, use_bias=use_bias)
     v_size = value_size or key_size
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Shape, Params, State]:
         specs = _split(name, input_shape, is_shape)
         for role, spec in zip(("query", "key", "value", "mask"), specs):
             if spec is not None and not is_shape(spec):
@@ -196,7 +191,7 @@ def MultiHeadAttention(
             params["output"]["b"] = jnp.zeros((out,), param_dtype)
         return (q[0], q[1], out), params, {}
 
-    def project(p, x, role, compute_dtype):
+    def project(p: Params, x: jax.Array, role: str, compute_dtype: Any) -> jax.Array:
         w = p["w"]
         if x.shape[-1] != w.shape[0]:
             raise shape_error(
@@ -210,7 +205,14 @@ def MultiHeadAttention(
             y = y + expand_to(p["b"].astype(compute_dtype), 4)
         return y
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[jax.Array, State]:
         del key, train
         query, key_in, value, mask = _split(name, x, lambda a: not isinstance(a, (tuple, list)))
         query, key_in, value = (check_float(name, a) for a in (query, key_in, value))

@@ -8,11 +8,21 @@ are merged as Keras's ``merge_mode`` does. The decisions are in
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from funcnet._src.core import Layer, apply_child, init_child, is_shape, shape_error
+from funcnet._src.core import (
+    InputShape,
+    Layer,
+    Params,
+    State,
+    apply_child,
+    init_child,
+    is_shape,
+    shape_error,
+)
 from funcnet._src.layers.recurrent import describe
 
 _MERGES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
@@ -66,7 +76,7 @@ def Bidirectional(
     children = {"forward": layer, "backward": backward_layer or layer}
     segments = {role: f"{name}[{role}]" for role in children}
 
-    def split(inputs, is_one):
+    def split(inputs: Any, is_one: Callable[[Any], bool]) -> tuple[Any, tuple[Any, Any]]:
         if is_one(inputs):
             return inputs, (None, None)
         if isinstance(inputs, (tuple, list)) and len(inputs) == 2 and is_one(inputs[0]):
@@ -79,10 +89,10 @@ def Bidirectional(
             f"got {describe(inputs)}.",
         )
 
-    def with_carry(x, carry):
+    def with_carry(x: Any, carry: Any) -> Any:
         return x if carry is None else (x, carry)
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
         x_shape, carries = split(input_shape, is_shape)
         outs, params, states = {}, {}, {}
         for (role, child), k, carry in zip(children.items(), jax.random.split(key), carries):
@@ -117,7 +127,14 @@ def Bidirectional(
             return (y, (outs["forward"][1], outs["backward"][1])), params, states
         return y, params, states
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[Any, State]:
         x, carries = split(x, lambda a: not isinstance(a, (tuple, list)))
         keys = [None, None] if key is None else list(jax.random.split(key))
         outs, new_state = {}, {}

@@ -10,14 +10,31 @@ kernels) are in ``docs/layers-conv.md``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from funcnet._src.core import Layer, check_float, check_input_shape, expand_to, shape_error
+from funcnet._src.core import (
+    InputShape,
+    Layer,
+    Params,
+    Shape,
+    State,
+    check_float,
+    check_input_shape,
+    expand_to,
+    shape_error,
+)
 from funcnet._src.layers import _cpu_kernels
+from funcnet._src.layers._checks import (
+    GLOROT_UNIFORM,
+    Initializer,
+    check_impl,
+    positive_int,
+)
 from funcnet._src.layers._window import (
     Padding,
     check_rank,
@@ -26,14 +43,8 @@ from funcnet._src.layers._window import (
     pad_pair,
     padding_spec,
     per_axis,
-    positive_int,
     window_tuple,
 )
-
-Initializer = Callable[..., jax.Array]
-
-# Keras's default: fans count the receptive field (in_axis=-2, out_axis=-1).
-GLOROT_UNIFORM = jax.nn.initializers.glorot_uniform()
 
 
 class _Geometry(NamedTuple):
@@ -79,17 +90,18 @@ def _plus_bias(y: jax.Array, params: dict[str, jax.Array], use_bias: bool) -> ja
     return y + expand_to(params["b"].astype(y.dtype), y.ndim) if use_bias else y
 
 
-def _init_in_channels(name: str, input_shape: Any, n: int) -> tuple:
+def _init_in_channels(name: str, input_shape: InputShape, n: int) -> tuple[Shape, int]:
+    """The checked input shape and its number of channels, which init must know."""
     shape = check_input_shape(name, input_shape)
     check_rank(name, shape, n, "convolution", "kernel_size")
     if shape[-1] is None:
         raise shape_error(
             name, f"the last (channels) dimension must be known at init, got shape {shape}."
         )
-    return shape
+    return shape, shape[-1]
 
 
-def _check_apply_input(name: str, x: Any, n: int, in_channels: int) -> jax.Array:
+def _check_apply_input(name: str, x: ArrayLike, n: int, in_channels: int) -> jax.Array:
     x = check_float(name, x)
     check_rank(name, x.shape, n, "convolution", "kernel_size")
     if x.shape[-1] != in_channels:
@@ -115,6 +127,7 @@ def Conv(
     b_init: Initializer = jax.nn.initializers.zeros,
     dtype: Any = None,
     param_dtype: Any = jnp.float32,
+    impl: str = "auto",
     name: str = "Conv",
 ) -> Layer:
     """A 1-, 2- or 3-D convolution (cross-correlation) over channels-last inputs.
@@ -136,6 +149,11 @@ def Conv(
         b_init: initializer of ``b``, ``[features]``.
         dtype: the computation dtype; None computes in the input's dtype.
         param_dtype: the dtype in which ``w`` and ``b`` are stored.
+        impl: how the convolution is computed: "auto" (the default) runs XLA's
+            native convolution on GPU and TPU and, on the CPU, im2col (shifted
+            slices and one matrix product), which XLA:CPU differentiates
+            faster (see docs/layers-conv.md); "native" or "im2col" force one
+            of them on every platform. Numerically they agree to rounding.
         name: the name used in error paths and summaries.
 
     Returns:
@@ -156,6 +174,7 @@ def Conv(
     )
     n = len(kernel)
     groups = positive_int(name, "feature_group_count", feature_group_count)
+    impl = check_impl(name, impl)
     if features % groups:
         raise ValueError(
             f"{name}: features ({features}) must be divisible by feature_group_count ({groups}): "
@@ -165,9 +184,8 @@ def Conv(
     def spatial_out(shape: Sequence[int | None]) -> tuple[int | None, ...]:
         return output_sizes(name, "kernel", shape[1:-1], kernel, stride, dil, pad)
 
-    def init(key, input_shape):
-        shape = _init_in_channels(name, input_shape, n)
-        in_channels = shape[-1]
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Shape, Params, State]:
+        shape, in_channels = _init_in_channels(name, input_shape, n)
         if in_channels % groups:
             raise shape_error(
                 name,
@@ -179,7 +197,14 @@ def Conv(
         params = _kernel_and_bias(key, w_shape, use_bias, w_init, b_init, param_dtype)
         return (shape[0], *spatial_out(shape), features), params, {}
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: ArrayLike,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[jax.Array, State]:
         del key, train
         w = params["w"]
         x = _check_apply_input(name, x, n, w.shape[-2] * groups)
@@ -196,6 +221,7 @@ def Conv(
             pads,
             rhs_dilation=dil,
             groups=groups,
+            impl=impl,
         )
         return _plus_bias(y, params, use_bias), state
 
@@ -226,6 +252,7 @@ def ConvTranspose(
     b_init: Initializer = jax.nn.initializers.zeros,
     dtype: Any = None,
     param_dtype: Any = jnp.float32,
+    impl: str = "auto",
     name: str = "ConvTranspose",
 ) -> Layer:
     """A 1-, 2- or 3-D transposed convolution (upsampling), channels-last.
@@ -249,6 +276,11 @@ def ConvTranspose(
         b_init: initializer of ``b``, ``[features]``.
         dtype: the computation dtype; None computes in the input's dtype.
         param_dtype: the dtype in which ``w`` and ``b`` are stored.
+        impl: how the convolution is computed: "auto" (the default) runs XLA's
+            native convolution on GPU and TPU and, on the CPU, im2col (shifted
+            slices and one matrix product), which XLA:CPU differentiates
+            faster (see docs/layers-conv.md); "native" or "im2col" force one
+            of them on every platform. Numerically they agree to rounding.
         name: the name used in error paths and summaries.
 
     Returns:
@@ -268,6 +300,7 @@ def ConvTranspose(
         name, features, kernel_size, strides, padding, dilation
     )
     n = len(kernel)
+    impl = check_impl(name, impl)
 
     def geometry(shape: Sequence[int | None]) -> list[tuple[int, int] | None]:
         result: list[tuple[int, int] | None] = []
@@ -287,14 +320,21 @@ def ConvTranspose(
             result.append((out, trim))
         return result
 
-    def init(key, input_shape):
-        shape = _init_in_channels(name, input_shape, n)
-        w_shape = (*kernel, shape[-1], features)
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Shape, Params, State]:
+        shape, in_channels = _init_in_channels(name, input_shape, n)
+        w_shape = (*kernel, in_channels, features)
         params = _kernel_and_bias(key, w_shape, use_bias, w_init, b_init, param_dtype)
         out = tuple(None if g is None else g[0] for g in geometry(shape))
         return (shape[0], *out, features), params, {}
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: ArrayLike,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[jax.Array, State]:
         del key, train
         w = params["w"]
         x = _check_apply_input(name, x, n, w.shape[-2])
@@ -315,6 +355,7 @@ def ConvTranspose(
             pads,
             lhs_dilation=stride,
             rhs_dilation=dil,
+            impl=impl,
         )
         return _plus_bias(y, params, use_bias), state
 

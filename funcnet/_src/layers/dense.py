@@ -7,14 +7,21 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from funcnet._src.core import Layer, check_float, check_input_shape, expand_to, shape_error
+from funcnet._src.core import (
+    InputShape,
+    Layer,
+    Params,
+    Shape,
+    State,
+    check_float,
+    check_input_shape,
+    expand_to,
+    shape_error,
+)
+from funcnet._src.layers._checks import GLOROT_UNIFORM, Initializer, positive_int
 from funcnet._src.layers.activations import get_activation
-
-Initializer = Callable[..., jax.Array]
-
-# Keras's defaults, so the seed tutorials land where Keras does.
-GLOROT_UNIFORM = jax.nn.initializers.glorot_uniform()
 
 
 def Dense(
@@ -55,11 +62,10 @@ def Dense(
         >>> jax.tree.map(jax.numpy.shape, params)
         {'b': (3,), 'w': (2, 3)}
     """
-    if not isinstance(units, int) or isinstance(units, bool) or units < 1:
-        raise ValueError(f"{name}: units must be a positive integer, got {units!r}.")
+    units = positive_int(name, "units", units)
     act = get_activation(activation, name)
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Shape, Params, State]:
         shape = check_input_shape(name, input_shape)
         in_features = shape[-1]
         if in_features is None:
@@ -72,7 +78,14 @@ def Dense(
             params["b"] = b_init(b_key, (units,), param_dtype)
         return (*shape[:-1], units), params, {}
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: ArrayLike,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[jax.Array, State]:
         del key, train
         x = check_float(name, x)
         w = params["w"]

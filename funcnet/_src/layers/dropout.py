@@ -9,8 +9,18 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from funcnet._src.core import Layer, check_float, check_input_shape, shape_error
+from funcnet._src.core import (
+    InputShape,
+    Layer,
+    Params,
+    Shape,
+    State,
+    check_float,
+    check_input_shape,
+    shape_error,
+)
 
 
 def Dropout(rate: float, *, name: str = "Dropout") -> Layer:
@@ -45,11 +55,18 @@ def Dropout(rate: float, *, name: str = "Dropout") -> Layer:
             f"got {rate!r}. For a keep probability p, pass rate=1 - p."
         )
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Shape, Params, State]:
         del key
         return check_input_shape(name, input_shape, min_rank=0), {}, {}
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: ArrayLike,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[jax.Array, State]:
         del params
         x = check_float(name, x)
         if not train or rate == 0:

@@ -7,15 +7,23 @@ checks, output dtype) are in ``docs/layers-norm-dropout-embed.md``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from funcnet._src.core import Layer, check_input_shape, dtype_of, type_error
-
-Initializer = Callable[..., jax.Array]
+from funcnet._src.core import (
+    InputShape,
+    Layer,
+    Params,
+    Shape,
+    State,
+    check_input_shape,
+    dtype_of,
+    type_error,
+)
+from funcnet._src.layers._checks import Initializer, positive_int
 
 _NORMAL_0_05 = jax.nn.initializers.normal(stddev=0.05)
 
@@ -67,11 +75,10 @@ def Embedding(
         >>> bool((y[0, 0] == params["embedding"][3]).all()), y.shape
         (True, (1, 3, 4))
     """
-    for arg, value in (("num_embeddings", num_embeddings), ("features", features)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name}: {arg} must be a positive integer, got {value!r}.")
+    num_embeddings = positive_int(name, "num_embeddings", num_embeddings)
+    features = positive_int(name, "features", features)
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Shape, Params, State]:
         shape = check_input_shape(name, input_shape, min_rank=1)
         spec_dtype = dtype_of(input_shape, default=jnp.int32)
         if not jnp.issubdtype(spec_dtype, jnp.integer):
@@ -79,7 +86,14 @@ def Embedding(
         params = {"embedding": w_init(key, (num_embeddings, features), param_dtype)}
         return (*shape, features), params, {}
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: ArrayLike,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[jax.Array, State]:
         del key, train
         x = jnp.asarray(x)
         if not jnp.issubdtype(x.dtype, jnp.integer):

@@ -20,27 +20,26 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from funcnet._src.core import (
     InputShape,
     Layer,
+    Params,
+    Shape,
+    State,
     check_float,
     check_input_shape,
     dtype_of,
     shape_error,
     type_error,
 )
+from funcnet._src.layers._checks import check_flags, positive_int
 
 
 def _check_epsilon(name: str, epsilon: float) -> None:
     if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or not epsilon > 0:
         raise ValueError(f"{name}: epsilon must be a positive number, got {epsilon!r}.")
-
-
-def _check_flags(name: str, **flags: Any) -> None:
-    for flag, value in flags.items():
-        if not isinstance(value, bool):
-            raise TypeError(f"{name}: {flag} must be True or False, got {value!r}.")
 
 
 def _float_input_shape(name: str, input_shape: InputShape, min_rank: int) -> tuple:
@@ -118,7 +117,7 @@ def _feature_norm(
     or, with ``num_groups``, over the spatial axes and one group of channels.
     """
     _check_epsilon(name, epsilon)
-    _check_flags(name, use_scale=use_scale, use_bias=use_bias)
+    check_flags(name, use_scale=use_scale, use_bias=use_bias)
 
     def check_groups(shape: tuple) -> None:
         if num_groups is not None and shape[-1] % num_groups:
@@ -129,7 +128,7 @@ def _feature_norm(
                 f"that divides {shape[-1]}.",
             )
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Shape, Params, State]:
         del key
         shape = _float_input_shape(name, input_shape, min_rank=2)
         what = "last (feature)" if num_groups is None else "last (channel)"
@@ -137,7 +136,14 @@ def _feature_norm(
         check_groups(shape)
         return shape, _affine_params(features, use_scale, use_bias, param_dtype), {}
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: ArrayLike,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[jax.Array, State]:
         del key, train
         x = check_float(name, x)
         if num_groups is None and x.ndim < 1:
@@ -221,7 +227,7 @@ def BatchNorm(
     _check_epsilon(name, epsilon)
     if not isinstance(axis, int) or isinstance(axis, bool):
         raise TypeError(f"{name}: axis must be an integer, got {axis!r}.")
-    _check_flags(name, use_scale=use_scale, use_bias=use_bias)
+    check_flags(name, use_scale=use_scale, use_bias=use_bias)
 
     def feature_axis(ndim: int, shape: tuple) -> int:
         if ndim < 2 or not -ndim <= axis < ndim or axis % ndim == 0:
@@ -233,7 +239,7 @@ def BatchNorm(
             )
         return axis % ndim
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Shape, Params, State]:
         del key
         shape = _float_input_shape(name, input_shape, min_rank=2)
         features = _known(name, shape[feature_axis(len(shape), shape)], "feature", shape)
@@ -243,7 +249,14 @@ def BatchNorm(
         }
         return shape, _affine_params(features, use_scale, use_bias, param_dtype), state
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: ArrayLike,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[jax.Array, State]:
         del key
         x = check_float(name, x)
         ax = feature_axis(x.ndim, x.shape)
@@ -383,8 +396,7 @@ def GroupNorm(
         >>> y.round(3)
         Array([[-1., 1., -1., 1.]], dtype=float32)
     """
-    if not isinstance(num_groups, int) or isinstance(num_groups, bool) or num_groups < 1:
-        raise ValueError(f"{name}: num_groups must be a positive integer, got {num_groups!r}.")
+    num_groups = positive_int(name, "num_groups", num_groups)
     return _feature_norm(
         name, epsilon, use_scale, use_bias, dtype, param_dtype, num_groups=num_groups
     )

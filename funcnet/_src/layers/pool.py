@@ -9,14 +9,26 @@ decisions are in ``docs/layers-conv.md``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
-from funcnet._src.core import Layer, check_float, check_input_shape, shape_error
+from funcnet._src.core import (
+    InputShape,
+    Layer,
+    Params,
+    Shape,
+    State,
+    check_float,
+    check_input_shape,
+    shape_error,
+)
 from funcnet._src.layers import _cpu_kernels
+from funcnet._src.layers._checks import check_impl
 from funcnet._src.layers._window import (
     Padding,
     check_rank,
@@ -44,8 +56,9 @@ def _valid_counts(
     return counts
 
 
-def _pool(kind: str, window: Any, strides: Any, padding: Any, name: str) -> Layer:
+def _pool(kind: str, window: Any, strides: Any, padding: Any, impl: str, name: str) -> Layer:
     win = window_tuple(name, "window", window)
+    impl = check_impl(name, impl)
     n = len(win)
     stride = win if strides is None else per_axis(name, "strides", strides, n)
     pad: Padding = padding_spec(name, padding, n)
@@ -62,13 +75,20 @@ def _pool(kind: str, window: Any, strides: Any, padding: Any, name: str) -> Laye
     def spatial_out(shape: Sequence[int | None]) -> tuple[int | None, ...]:
         return output_sizes(name, "window", shape[1:-1], win, stride, ones, pad)
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Shape, Params, State]:
         del key
         shape = check_input_shape(name, input_shape)
         check_rank(name, shape, n, "pooling window", "window")
         return (shape[0], *spatial_out(shape), shape[-1]), {}, {}
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: ArrayLike,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[jax.Array, State]:
         del params, key, train
         x = check_float(name, x)
         check_rank(name, x.shape, n, "pooling window", "window")
@@ -79,9 +99,9 @@ def _pool(kind: str, window: Any, strides: Any, padding: Any, name: str) -> Laye
             for axis, (size, k, s) in enumerate(zip(sizes, win, stride))
         ]
         if kind == "max":
-            return _cpu_kernels.max_pool(x, win, stride, pads), state
+            return _cpu_kernels.max_pool(x, win, stride, pads, impl=impl), state
         acc = jnp.float32 if jnp.finfo(x.dtype).bits < 32 else x.dtype
-        sums = _cpu_kernels.sum_pool(x.astype(acc), win, stride, pads)
+        sums = _cpu_kernels.sum_pool(x.astype(acc), win, stride, pads, impl=impl)
         counts = _valid_counts(sizes, win, stride, pads)
         y = sums / jnp.asarray(counts, acc).reshape((1, *counts.shape, 1))
         return y.astype(x.dtype), state
@@ -94,6 +114,7 @@ def MaxPool(
     strides: int | Sequence[int] | None = None,
     padding: str | Sequence[tuple[int, int]] = "VALID",
     *,
+    impl: str = "auto",
     name: str = "MaxPool",
 ) -> Layer:
     """The maximum over each window of the spatial axes, per channel.
@@ -103,6 +124,12 @@ def MaxPool(
         strides: the step between windows; None (the default) uses the window.
         padding: "VALID", "SAME" or one ``(low, high)`` pair per spatial axis;
             padded positions never win the maximum.
+        impl: how the window reduction is computed: "auto" (the default) runs
+            ``lax.reduce_window`` on GPU and TPU and, on the CPU, an elementwise
+            maximum (sum) over shifted slices for windows of at most 9
+            elements, whose gradient XLA:CPU runs faster (see
+            docs/layers-conv.md); "native" (``reduce_window``) or "im2col"
+            (the slices) force one of them on every platform.
         name: the name used in error paths and summaries.
 
     Returns:
@@ -116,7 +143,7 @@ def MaxPool(
         >>> y.ravel().tolist()
         [3.0, 5.0]
     """
-    return _pool("max", window, strides, padding, name)
+    return _pool("max", window, strides, padding, impl, name)
 
 
 def AvgPool(
@@ -124,6 +151,7 @@ def AvgPool(
     strides: int | Sequence[int] | None = None,
     padding: str | Sequence[tuple[int, int]] = "VALID",
     *,
+    impl: str = "auto",
     name: str = "AvgPool",
 ) -> Layer:
     """The mean over each window of the spatial axes, per channel.
@@ -135,6 +163,12 @@ def AvgPool(
         window: the window, an int (1-D) or one int per spatial axis (1 to 3).
         strides: the step between windows; None (the default) uses the window.
         padding: "VALID", "SAME" or one ``(low, high)`` pair per spatial axis.
+        impl: how the window reduction is computed: "auto" (the default) runs
+            ``lax.reduce_window`` on GPU and TPU and, on the CPU, an elementwise
+            maximum (sum) over shifted slices for windows of at most 9
+            elements, whose gradient XLA:CPU runs faster (see
+            docs/layers-conv.md); "native" (``reduce_window``) or "im2col"
+            (the slices) force one of them on every platform.
         name: the name used in error paths and summaries.
 
     Returns:
@@ -148,10 +182,10 @@ def AvgPool(
         >>> y.ravel().tolist()  # the last window holds only 4.0
         [2.0, 3.5, 4.0]
     """
-    return _pool("avg", window, strides, padding, name)
+    return _pool("avg", window, strides, padding, impl, name)
 
 
-def _global_pool(reduce: Any, name: str) -> Layer:
+def _global_pool(reduce: Callable[..., jax.Array], name: str) -> Layer:
     def check(shape: Sequence[Any]) -> None:
         if len(shape) < 3:
             raise shape_error(
@@ -161,13 +195,20 @@ def _global_pool(reduce: Any, name: str) -> Layer:
                 "if it is one sequence of scalars, add a channel axis (x[..., None]).",
             )
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Shape, Params, State]:
         del key
         shape = check_input_shape(name, input_shape)
         check(shape)
         return (shape[0], shape[-1]), {}, {}
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: ArrayLike,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[jax.Array, State]:
         del params, key, train
         x = check_float(name, x)
         check(x.shape)

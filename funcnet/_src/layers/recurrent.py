@@ -15,17 +15,24 @@ import jax
 import jax.numpy as jnp
 
 from funcnet._src.core import (
+    InputShape,
     Layer,
+    Params,
+    State,
     check_float,
     expand_to,
     is_shape,
     shape_error,
     shape_of,
 )
+from funcnet._src.layers._checks import (
+    GLOROT_UNIFORM,
+    Initializer,
+    check_flags,
+    positive_int,
+)
 from funcnet._src.layers.activations import get_activation
 
-Initializer = Callable[..., jax.Array]
-_GLOROT = jax.nn.initializers.glorot_uniform()
 _ORTHOGONAL = jax.nn.initializers.orthogonal()
 ActivationLike = str | Callable[[jax.Array], jax.Array]
 
@@ -77,12 +84,6 @@ def _pack(parts: tuple) -> Any:
     return parts[0] if len(parts) == 1 else parts
 
 
-def _check_flags(name: str, **flags: Any) -> None:
-    for flag, value in flags.items():
-        if not isinstance(value, bool):
-            raise TypeError(f"{name}: {flag} must be True or False, got {value!r}.")
-
-
 def _check_carry_shapes(name: str, n: int, units: int, batch: Any, carry: Any) -> tuple:
     """The carry as a tuple of ``n`` shapes ``(batch, units)``, or an error saying what arrived."""
     parts = _unpack(carry, n)
@@ -113,14 +114,12 @@ def _recurrent(
     name: str,
 ) -> Layer:
     """The layer skeleton shared by every cell: checks, params, carry, scan and outputs."""
-    units, n = cell.units, cell.carries
-    if not isinstance(units, int) or isinstance(units, bool) or units < 1:
-        raise ValueError(f"{name}: units must be a positive integer, got {units!r}.")
-    _check_flags(
+    units, n = positive_int(name, "units", cell.units), cell.carries
+    check_flags(
         name, return_sequences=return_sequences, return_state=return_state, use_bias=use_bias
     )
 
-    def split(inputs, is_one):
+    def split(inputs: Any, is_one: Callable[[Any], bool]) -> tuple[Any, Any]:
         if is_one(inputs):
             return inputs, None
         if isinstance(inputs, (tuple, list)) and len(inputs) == 2 and is_one(inputs[0]):
@@ -130,7 +129,7 @@ def _recurrent(
             f"expected x [batch, time, features] or (x, initial_carry), got {describe(inputs)}.",
         )
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
         x_spec, carry_spec = split(input_shape, is_shape)
         shape = shape_of(x_spec)
         if len(shape) != 3:
@@ -151,7 +150,14 @@ def _recurrent(
             return y_shape, params, {}
         return (y_shape, _pack(((shape[0], units),) * n)), params, {}
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[Any, State]:
         del key, train
         x, carry = split(x, lambda a: not isinstance(a, (tuple, list)))
         x = check_float(name, x)
@@ -178,7 +184,7 @@ def _recurrent(
         # x W for every step at once: one large matmul outside the sequential scan.
         xw = jnp.einsum("btd,dg->tbg", x.astype(compute_dtype), p["w"])
 
-        def body(c, xw_t):
+        def body(c: tuple[jax.Array, ...], xw_t: jax.Array) -> tuple[Any, jax.Array]:
             c = cell.step(p, c, xw_t)
             return c, c[0]
 
@@ -209,7 +215,7 @@ def SimpleRNN(
     return_sequences: bool = False,
     return_state: bool = False,
     use_bias: bool = True,
-    w_init: Initializer = _GLOROT,
+    w_init: Initializer = GLOROT_UNIFORM,
     u_init: Initializer = _ORTHOGONAL,
     dtype: Any = None,
     param_dtype: Any = jnp.float32,
@@ -242,7 +248,9 @@ def SimpleRNN(
     """
     act = get_activation(activation, name)
 
-    def step(p, carry, xw_t):
+    def step(
+        p: dict[str, jax.Array], carry: tuple[jax.Array, ...], xw_t: jax.Array
+    ) -> tuple[jax.Array, ...]:
         return (act(_gate(p, carry[0], xw_t)),)
 
     cell = _Cell(units, 1, 1, _zeros_bias(lambda u: (u,)), step)
@@ -260,7 +268,7 @@ def LSTM(
     return_state: bool = False,
     use_bias: bool = True,
     unit_forget_bias: bool = True,
-    w_init: Initializer = _GLOROT,
+    w_init: Initializer = GLOROT_UNIFORM,
     u_init: Initializer = _ORTHOGONAL,
     dtype: Any = None,
     param_dtype: Any = jnp.float32,
@@ -295,17 +303,19 @@ def LSTM(
         >>> params["b"][5:10].tolist()  # the forget gate starts open
         [1.0, 1.0, 1.0, 1.0, 1.0]
     """
-    _check_flags(name, unit_forget_bias=unit_forget_bias)
+    check_flags(name, unit_forget_bias=unit_forget_bias)
     act = get_activation(activation, name)
     gate_act = get_activation(recurrent_activation, name)
 
-    def init_bias(key, units, dtype):
+    def init_bias(key: jax.Array, units: int, dtype: Any) -> jax.Array:
         forget = jnp.ones if unit_forget_bias else jnp.zeros
         return jnp.concatenate(
             [jnp.zeros(units, dtype), forget(units, dtype), jnp.zeros(2 * units, dtype)]
         )
 
-    def step(p, carry, xw_t):
+    def step(
+        p: dict[str, jax.Array], carry: tuple[jax.Array, ...], xw_t: jax.Array
+    ) -> tuple[jax.Array, ...]:
         h, c = carry
         i, f, g, o = jnp.split(_gate(p, h, xw_t), 4, axis=-1)
         c = gate_act(f) * c + gate_act(i) * act(g)
@@ -325,7 +335,7 @@ def GRU(
     return_sequences: bool = False,
     return_state: bool = False,
     use_bias: bool = True,
-    w_init: Initializer = _GLOROT,
+    w_init: Initializer = GLOROT_UNIFORM,
     u_init: Initializer = _ORTHOGONAL,
     dtype: Any = None,
     param_dtype: Any = jnp.float32,
@@ -360,7 +370,9 @@ def GRU(
     act = get_activation(activation, name)
     gate_act = get_activation(recurrent_activation, name)
 
-    def step(p, carry, xw_t):
+    def step(
+        p: dict[str, jax.Array], carry: tuple[jax.Array, ...], xw_t: jax.Array
+    ) -> tuple[jax.Array, ...]:
         h = carry[0]
         hu = h @ p["u"]
         if "b" in p:

@@ -5,9 +5,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from funcnet._src.core import Layer, check_input_shape, shape_error
+from funcnet._src.core import (
+    InputShape,
+    Layer,
+    Params,
+    Shape,
+    State,
+    check_input_shape,
+    shape_error,
+)
 
 
 def Flatten() -> Layer:
@@ -20,7 +30,7 @@ def Flatten() -> Layer:
     """
     name = "Flatten"
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Shape, Params, State]:
         del key
         shape = check_input_shape(name, input_shape, min_rank=1)
         features = shape[1:]
@@ -28,7 +38,14 @@ def Flatten() -> Layer:
             raise shape_error(name, f"every non-batch dimension must be known, got {shape}.")
         return (shape[0], math.prod(features)), {}, {}  # type: ignore[arg-type]
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: ArrayLike,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[jax.Array, State]:
         del params, key, train
         x = jnp.asarray(x)
         if x.ndim < 1:
@@ -69,12 +86,19 @@ def Reshape(target_shape: Sequence[int]) -> Layer:
             )
         return tuple(size // known if d == -1 else d for d in target)
 
-    def init(key, input_shape):
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Shape, Params, State]:
         del key
         shape = check_input_shape(name, input_shape, min_rank=1)
         return (shape[0], *resolve(shape)), {}, {}
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(
+        params: Params,
+        state: State,
+        x: ArrayLike,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[jax.Array, State]:
         del params, key, train
         x = jnp.asarray(x)
         return x.reshape(x.shape[0], *resolve(x.shape)), state

@@ -41,6 +41,19 @@ def _compile(closed: Any) -> Callable:
     return jax.jit(jax.extend.core.jaxpr_as_fun(closed))
 
 
+def _needs_concrete_values(error: BaseException | None) -> bool:
+    """Whether ``error`` is, or was raised because of, JAX's ConcretizationTypeError.
+
+    Inside a combinator it arrives as a LayerError naming the layer's path,
+    chained to the original: so the chain is walked as a traceback shows it.
+    """
+    while error is not None:
+        if isinstance(error, jax.errors.ConcretizationTypeError):
+            return True
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    return False
+
+
 def run_compiled(
     build: Callable[[jax.Array], Any], key: jax.Array, identity: Any = None, owner: Any = None
 ) -> Any:
@@ -68,7 +81,9 @@ def run_compiled(
     if known is None:
         try:
             closed, shapes = jax.make_jaxpr(build, return_shape=True)(key)
-        except jax.errors.ConcretizationTypeError:
+        except Exception as error:
+            if not _needs_concrete_values(error):
+                raise
             return build(key)  # an initializer that needs concrete values
         if closed.consts:
             return build(key)  # captured arrays: the text does not show their values
