@@ -277,7 +277,9 @@ def write(path: str | os.PathLike, tree: Any, fields: dict[str, Any]) -> Path:
     for keys, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         components = [path_component(k) for k in keys]
         stored = _stored(keystr(components), leaf)
-        kind, shape, dtype_name = leaf_signature(leaf)  # type: ignore[misc]  # _stored checked it
+        signature = leaf_signature(leaf)
+        assert signature is not None  # _stored refuses leaves without one
+        kind, shape, dtype_name = signature
         name = "/".join(str(c[1]) for c in components) or "(root)"
         while name in tensors or name == "__metadata__":
             name += "~"

@@ -71,8 +71,8 @@ def _check_address(address: Any, source: str | None) -> str:
 
 def resolve_arguments(
     coordinator_address: str | None = None,
-    num_processes: int | None = None,
-    process_id: int | None = None,
+    num_processes: int | str | None = None,
+    process_id: int | str | None = None,
 ) -> tuple[str | None, int | None, int | None]:
     """The coordinator address, process count and id from the arguments or the environment.
 
@@ -86,9 +86,9 @@ def resolve_arguments(
     if coordinator_address is None:
         coordinator_address, address_source = _from_env(ADDRESS_VARS)
     if num_processes is None:
-        num_processes, count_source = _from_env(COUNT_VARS)  # type: ignore[assignment]
+        num_processes, count_source = _from_env(COUNT_VARS)
     if process_id is None:
-        process_id, id_source = _from_env(ID_VARS)  # type: ignore[assignment]
+        process_id, id_source = _from_env(ID_VARS)
     if coordinator_address is not None:
         coordinator_address = _check_address(coordinator_address, address_source)
     count = None if num_processes is None else _as_int(num_processes, "num_processes", count_source)

@@ -12,7 +12,7 @@ reproduced exactly, and what differs from the browser: ``docs/playground.md``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -59,7 +59,7 @@ class _PanelCallback(Callback):
         self.epochs, self.log_every, self.snapshot_every = epochs, log_every, snapshot_every
         self.print_fn = print_fn
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
         ts = self.run.train_state
         panel = jax.device_get(self.panel(ts.params, ts.state, *self.arrays))
         for name, value in panel.items():
