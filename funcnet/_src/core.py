@@ -33,6 +33,7 @@ from typing import Any, NamedTuple, NoReturn, Protocol, overload
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 Shape = tuple[int | None, ...]
 """A shape whose batch (or any) dimension may be ``None``."""
@@ -185,7 +186,7 @@ def check_input_shape(layer: str, input_shape: InputShape, *, min_rank: int = 1)
     return shape
 
 
-def check_float(layer: str, x: Any) -> jax.Array:
+def check_float(layer: str, x: ArrayLike) -> jax.Array:
     """Returns ``x`` as an array, raising if it is not floating point."""
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from jax.typing import ArrayLike
 
 from funcnet._src.core import (
     InputShape,
@@ -215,7 +216,7 @@ class GradCheckReport(NamedTuple):
         return "\n".join(lines)
 
 
-def _to_float64(a: Any) -> jax.Array:
+def _to_float64(a: ArrayLike) -> jax.Array:
     # Cast in numpy: an eager astype would compile a program per leaf shape.
     a = np.asarray(a)
     return jnp.asarray(a.astype(np.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a)
@@ -230,7 +231,7 @@ def check_layer_grads(
     params: Params,
     x: Any,
     *,
-    state: Any = None,
+    state: State | None = None,
     key: jax.Array | None = None,
     train: bool = False,
     reference: Callable[[Params, Any], Any] | None = None,

@@ -7,9 +7,10 @@ the padded input per kernel tap, concatenated into patches, times the
 reshaped kernel) and a pooling as an elementwise maximum (or sum) over the
 same slices, with gradients by plain autodiff; on GPU and TPU the native
 ``lax.conv_general_dilated`` and ``lax.reduce_window`` stay, chosen per
-platform through ``lax.platform_dependent``. The measurements, the rule that
-picks a kernel and the reasons are in ``docs/layers-conv.md``, section
-"Faster on the CPU".
+platform through ``lax.platform_dependent``. Each kernel takes ``impl``, the
+layers' argument: "auto" (that choice), "im2col" or "native". The
+measurements, the rule that picks a kernel and the reasons are in
+``docs/layers-conv.md``, section "Faster on the CPU".
 """
 
 from __future__ import annotations
