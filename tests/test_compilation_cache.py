@@ -12,20 +12,20 @@ import pytest
 
 import funcnet as fn
 
-CACHE_KEYS = (
-    "jax_compilation_cache_dir",
-    "jax_compilation_cache_max_size",
-    "jax_persistent_cache_min_compile_time_secs",
-    "jax_persistent_cache_min_entry_size_bytes",
-)
 
-
-@pytest.fixture
-def restore_cache_config():
-    saved = {k: jax.config.values[k] for k in CACHE_KEYS}
-    yield
-    for k, v in saved.items():
-        jax.config.update(k, v)
+def run_python(script, **env_vars):
+    """Runs ``script`` in a fresh process: JAX initialises its cache once per process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COMPILATION", "FUNCNET_"))}
+    env.update(env_vars)
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return out
 
 
 def test_fit_leaves_every_jax_setting_alone(monkeypatch):
@@ -36,26 +36,37 @@ def test_fit_leaves_every_jax_setting_alone(monkeypatch):
     assert dict(jax.config.values) == before
 
 
-def test_enable_sets_a_bounded_cache_in_the_folder(tmp_path, restore_cache_config):
-    jax.config.update("jax_compilation_cache_dir", None)
-    folder = fn.enable_compilation_cache(tmp_path / "cache", max_bytes=1 << 20)
-    assert folder == str(tmp_path / "cache") and (tmp_path / "cache").is_dir()
-    assert jax.config.values["jax_compilation_cache_dir"] == folder
-    assert jax.config.values["jax_compilation_cache_max_size"] == 1 << 20
-    assert jax.config.values["jax_persistent_cache_min_compile_time_secs"] == 0.0
+def test_enable_sets_a_bounded_cache_in_the_folder(tmp_path):
+    run_python(
+        f"""
+        import jax, jax.numpy as jnp
+        import funcnet as fn
+        folder = fn.enable_compilation_cache({str(tmp_path / "cache")!r}, max_bytes=1 << 20)
+        assert folder == {str(tmp_path / "cache")!r}
+        assert jax.config.values["jax_compilation_cache_dir"] == folder
+        assert jax.config.values["jax_compilation_cache_max_size"] == 1 << 20
+        assert jax.config.values["jax_persistent_cache_min_compile_time_secs"] == 0.0
+        jax.jit(lambda x: x + 1)(jnp.ones(3))
+        """
+    )
+    assert any((tmp_path / "cache").iterdir())  # the program was written there
 
 
-def test_enable_keeps_a_cache_the_user_configured(tmp_path, restore_cache_config):
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "mine"))
-    jax.config.update("jax_compilation_cache_max_size", -1)
-    assert fn.enable_compilation_cache(tmp_path / "other") == str(tmp_path / "mine")
-    assert jax.config.values["jax_compilation_cache_dir"] == str(tmp_path / "mine")
-    assert jax.config.values["jax_compilation_cache_max_size"] == -1
+def test_enable_keeps_a_cache_the_user_configured(tmp_path):
+    run_python(
+        f"""
+        import jax
+        import funcnet as fn
+        jax.config.update("jax_compilation_cache_dir", {str(tmp_path / "mine")!r})
+        assert fn.enable_compilation_cache({str(tmp_path / "other")!r}) == {str(tmp_path / "mine")!r}
+        assert jax.config.values["jax_compilation_cache_dir"] == {str(tmp_path / "mine")!r}
+        assert jax.config.values["jax_compilation_cache_max_size"] == -1
+        """
+    )
     assert not (tmp_path / "other").exists()
 
 
-def test_an_unwritable_folder_warns_and_trains_without(tmp_path, restore_cache_config):
-    jax.config.update("jax_compilation_cache_dir", None)
+def test_an_unwritable_folder_warns_and_trains_without(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.warns(
@@ -72,7 +83,7 @@ def test_max_bytes_must_be_a_positive_integer(bad):
 
 
 def test_the_environment_variable_turns_it_on_at_the_first_fit(tmp_path):
-    script = textwrap.dedent(
+    out = run_python(
         """
         import jax, numpy as np, optax
         import funcnet as fn
@@ -80,13 +91,9 @@ def test_the_environment_variable_turns_it_on_at_the_first_fit(tmp_path):
         x = np.ones((4, 1), np.float32)
         fn.fit(fn.Dense(1), x, x, loss="mse", optimizer=optax.sgd(0.1), epochs=1, verbose=0)
         print(jax.config.values["jax_compilation_cache_dir"])
-        """
+        """,
+        FUNCNET_COMPILATION_CACHE="1",
+        FUNCNET_COMPILATION_CACHE_DIR=str(tmp_path / "c"),
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COMPILATION", "FUNCNET_"))}
-    env.update(FUNCNET_COMPILATION_CACHE="1", FUNCNET_COMPILATION_CACHE_DIR=str(tmp_path / "c"))
-    out = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(tmp_path / "c")
     assert any((tmp_path / "c").iterdir())  # programs were written

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from funcnet._src.compilation_cache import enable_compilation_cache
+from funcnet._src.compilation_cache import enable_from_environment
 from funcnet._src.core import Layer
 from funcnet._src.losses import Loss, get_loss
 from funcnet._src.metrics import Metric, get_metric
@@ -217,7 +217,7 @@ def fit(
     placement = make_layout(mesh, data_axis, param_sharding, "fit")
     if placement is not None and jax.process_index() != 0:
         verbose = 0  # one progress bar per run, not one per process
-    enable_compilation_cache()
+    enable_from_environment()  # the persistent cache only when asked for
     training = Training(net, loss_fn, optimizer, metric_fns, on_nonfinite, placement)
     engine: Engine
     if _is_batch_stream(x, y):
