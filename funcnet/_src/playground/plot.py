@@ -135,12 +135,15 @@ def plot_decision_boundary(
             the default colour range, -1 (orange) and +1 (blue) are the two
             classes. For probabilities in [0, 1] pass ``vmin=0``.
         ax: the axes to draw on, or None for a new figure.
-        points, labels: training points ``[n, 2]`` and labels ``[n]`` (white edge).
-        test_points, test_labels: test points, drawn with a black edge.
+        points: training points ``[n, 2]``, drawn with a white edge.
+        labels: their labels ``[n]``.
+        test_points: test points ``[m, 2]``, drawn with a black edge.
+        test_labels: their labels ``[m]``.
         extent: half the side of the square.
         resolution: grid cells per side.
-        vmin, vmax: the scores drawn fully orange and fully blue; the
-            boundary line is drawn halfway.
+        vmin: the score drawn fully orange.
+        vmax: the score drawn fully blue; the boundary line is drawn
+            halfway between ``vmin`` and ``vmax``.
         discretize: colour each cell by its side of the boundary only.
         boundary: draw the line where the score crosses halfway.
 
