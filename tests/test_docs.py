@@ -6,7 +6,8 @@ directory, one test per page. A block written as a doctest (``>>>`` lines)
 must also print what it shows. Shell commands live in ```bash blocks and
 outputs in ```text blocks, which are not run. docs/errors.md is left to
 tests/test_errors_catalogue.py, which runs each of its blocks and checks the
-error it raises.
+error it raises, and README.md to tests/test_readme.py, which runs its blocks
+with this runner and checks their results.
 
 Also checked here: every fence names its language, every page of docs/ is in
 the site's navigation (mkdocs.yml), and every public name has a reference
@@ -27,9 +28,10 @@ import funcnet as fn
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-# Not runnable programs: each block of the errors catalogue is a mistake
-# whose message tests/test_errors_catalogue.py checks.
-NOT_RUN = {"errors.md"}
+# Run elsewhere: each block of the errors catalogue is a mistake whose message
+# tests/test_errors_catalogue.py checks; tests/test_readme.py runs the README's
+# blocks (with this file's runner) and checks what the tour prints and learns.
+NOT_RUN = {"errors.md", "README.md"}
 PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 RUN_PAGES = [page for page in PAGES if page.name not in NOT_RUN]
 LANGUAGES = {"python", "bash", "text"}
