@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import funcnet as fn
-from funcnet._src.training import init_program
+from funcnet._src.training.programs import PROGRAMS
 
 OPT = optax.adam(0.01)
 
@@ -35,11 +35,11 @@ def test_the_compiled_init_equals_the_eager_one():
 
 def test_models_of_the_same_structure_share_one_program_and_others_do_not():
     fn.init_train_state(playground_net(), OPT, (None, 2), key=0)
-    programs = len(init_program._BY_STRUCTURE)
+    compiled = PROGRAMS.misses
     again = fn.init_train_state(playground_net(), OPT, (None, 2), key=1)  # a new object
-    assert len(init_program._BY_STRUCTURE) == programs
+    assert PROGRAMS.misses == compiled  # shared: no second compilation
     fn.init_train_state(fn.serial(fn.Dense(5, "tanh"), fn.Dense(1)), OPT, (None, 2), key=0)
-    assert len(init_program._BY_STRUCTURE) == programs + 1
+    assert PROGRAMS.misses == compiled + 1
     expected, *_ = eager(playground_net(), jax.random.key(1))
     jax.tree.map(np.testing.assert_array_equal, again.params, expected)
 
@@ -65,7 +65,7 @@ def from_table(table):
     return init
 
 
-def test_captured_arrays_and_concrete_initializers_take_the_eager_path():
+def test_captured_arrays_get_their_own_values_and_concrete_initializers_run_eagerly():
     table = np.arange(6, dtype=np.float32).reshape(3, 2)
     for values in (table, table + 1):  # equal jaxpr text, different constants
         ts = fn.init_train_state(fn.Dense(2, w_init=from_table(values)), OPT, (None, 3))

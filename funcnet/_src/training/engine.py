@@ -33,6 +33,7 @@ from funcnet._src.training.data import (
     take,
 )
 from funcnet._src.training.model_cache import ModelCache
+from funcnet._src.training.programs import shared_jit
 from funcnet._src.training.progress import Progress
 from funcnet._src.training.step import NonFinite, TrainState, train_step_with_logs
 
@@ -141,7 +142,7 @@ def steps_program(training: Training) -> Callable:
     return _PROGRAMS.get(
         training.net,
         ("steps", training[1:]),
-        lambda net: jax.jit(steps_function(training._replace(net=net)), donate_argnums=(0,)),
+        lambda net: shared_jit(steps_function(training._replace(net=net)), donate_argnums=(0,)),
     )
 
 
@@ -235,7 +236,7 @@ def _whole_epoch_program(
             ts, carry = epoch(ts, x, y)
             return ts, _pack(carry, spec.log_names)
 
-        return jax.jit(packed, donate_argnums=(0,))
+        return shared_jit(packed, donate_argnums=(0,))
 
     return _PROGRAMS.get(training.net, ("epoch", training[1:], n, batch_size, rest, shuffle), build)
 
@@ -252,7 +253,7 @@ def _chunk_program(training: Training) -> Any:
             rows = jax.lax.dynamic_slice_in_dim(order, start, steps * size).reshape(steps, size)
             return run(ts, carry, x, y, rows, first)
 
-        return jax.jit(chunk, donate_argnums=(0,), static_argnums=(7, 8))
+        return shared_jit(chunk, donate_argnums=(0,), static_argnums=(7, 8))
 
     return _PROGRAMS.get(training.net, ("chunk", training[1:]), build)
 

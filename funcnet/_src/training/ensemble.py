@@ -24,6 +24,7 @@ from funcnet._src.training.callbacks import injected_hyperparam, with_hyperparam
 from funcnet._src.training.data import as_arrays, check_batch_size, check_pair, example_spec
 from funcnet._src.training.engine import Training, epoch_function, nonfinite_step
 from funcnet._src.training.model_cache import ModelCache
+from funcnet._src.training.programs import shared_jit
 from funcnet._src.training.progress import Progress
 from funcnet._src.training.step import NonFinite, TrainState, as_key, init_train_state
 
@@ -70,7 +71,7 @@ def _epoch_program(training: Training, n: int, batch_size: int, shuffle: bool) -
             training._replace(net=net), n, batch_size, n % batch_size, shuffle
         )
         many = jax.vmap(one_model, in_axes=(0, None, None, 0))
-        return jax.jit(many, donate_argnums=(0,))
+        return shared_jit(many, donate_argnums=(0,))
 
     return _PROGRAMS.get(training.net, (training[1:], n, batch_size, shuffle), build)
 

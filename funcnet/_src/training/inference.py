@@ -13,6 +13,7 @@ from funcnet._src.losses import Loss, get_loss
 from funcnet._src.metrics import Metric, get_metric
 from funcnet._src.training.data import as_arrays, check_pair, num_examples, take
 from funcnet._src.training.model_cache import ModelCache
+from funcnet._src.training.programs import shared_jit
 
 # Compiled per model, and dropped with it.
 _PROGRAMS: ModelCache[Callable] = ModelCache()
@@ -23,7 +24,7 @@ def _predict_program(net: Layer) -> Callable:
         def forward(params, state, x):
             return net.apply(params, state, x, train=False)[0]
 
-        return jax.jit(forward)
+        return shared_jit(forward)
 
     return _PROGRAMS.get(net, "predict", build)
 
@@ -40,7 +41,7 @@ def eval_program(net: Layer, loss: Loss, metrics: tuple[tuple[str, Metric], ...]
                 out[name] = metric(predictions, y) * count
             return out
 
-        return jax.jit(sums)
+        return shared_jit(sums)
 
     return _PROGRAMS.get(net, ("evaluate", loss, metrics), build)
 

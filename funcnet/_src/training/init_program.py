@@ -1,9 +1,10 @@
 """Initialisation as one compiled program, shared by every model of the same structure.
 
-A model's initialisation is jitted as one program and the executable is
-cached by the text of its jaxpr, so a rebuilt model with the same structure
-costs one trace and no compile. Initializers the text cannot stand for
-(captured arrays, Python control flow on values) run eagerly. The
+A model's initialisation is jitted as one program whose executable comes
+from the shared program cache (:mod:`programs`, keyed by the lowered
+program's text), so a rebuilt model with the same structure costs one trace
+and no compile. Initializers that need concrete values (Python control flow
+on them) run eagerly. The
 measurements and reasons are in ``docs/design.md``, section "Training".
 """
 
@@ -16,9 +17,9 @@ from typing import Any
 
 import jax
 
+from funcnet._src.training.programs import shared_jit
+
 _CAPACITY = 64
-# jaxpr text -> the compiled program
-_BY_STRUCTURE: OrderedDict[str, Callable] = OrderedDict()
 # owner (the model's init function, held weakly, so that this cache does not
 # keep models alive) -> {(the other objects build closes over, the key's
 # dtype and shape) -> (program, output tree)}
@@ -35,10 +36,10 @@ def _remember(cache: OrderedDict, name: Any, value: Any) -> Any:
     return value
 
 
-def _compile(closed: Any) -> Callable:
+def _jaxpr_as_fun(closed: Any) -> Callable:
     import jax.extend  # here: importing it at startup costs ~20 ms
 
-    return jax.jit(jax.extend.core.jaxpr_as_fun(closed))
+    return jax.extend.core.jaxpr_as_fun(closed)
 
 
 def _needs_concrete_values(error: BaseException | None) -> bool:
@@ -85,12 +86,9 @@ def run_compiled(
             if not _needs_concrete_values(error):
                 raise
             return build(key)  # an initializer that needs concrete values
-        if closed.consts:
-            return build(key)  # captured arrays: the text does not show their values
-        signature = str(closed.jaxpr)
-        program = _BY_STRUCTURE.get(signature) or _compile(closed)
-        _remember(_BY_STRUCTURE, signature, program)
-        known = (program, jax.tree.structure(shapes))
+        # Captured arrays become constants of the lowered program, whose text
+        # keys the shared cache: models that differ only in them never share.
+        known = (shared_jit(_jaxpr_as_fun(closed)), jax.tree.structure(shapes))
         if known_for is not None:
             _remember(known_for, name, known)
     program, tree = known

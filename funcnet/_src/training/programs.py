@@ -25,6 +25,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import jax
+import numpy as np
 
 # Programs kept at once. A program of the small models funcnet compiles most
 # often holds well under a megabyte; 128 is more than any one process that
@@ -82,11 +83,16 @@ def _digest(lowered: Any) -> str:
 
 
 def _signature(leaves: Sequence[Any]) -> tuple:
-    out = []
+    """What decides which executable a call needs: each leaf's type, shape and placement."""
+    out: list[Any] = []
     for leaf in leaves:
-        aval = jax.typeof(leaf)
-        sharding = getattr(leaf, "sharding", None) if isinstance(leaf, jax.Array) else None
-        out.append((aval, sharding))
+        if isinstance(leaf, jax.Array):
+            base = getattr(leaf, "_base_array", leaf)  # a PRNG key's raw data: cheaper to read
+            out.append((leaf.shape, leaf.dtype, getattr(base, "weak_type", False), base.sharding))
+        elif isinstance(leaf, np.ndarray | np.generic):
+            out.append((leaf.shape, leaf.dtype))
+        else:  # a Python scalar: jit treats it as weakly typed
+            out.append(type(leaf))
     return tuple(out)
 
 
@@ -109,22 +115,39 @@ class SharedProgram:
         )
         self._jitted = jax.jit(fun, donate_argnums=donate_argnums, static_argnums=static_argnums)
         self._executables: dict[Hashable, Any] = {}
+        self._last: tuple[tuple, Any] | None = None  # (static arguments, executable)
         self.__wrapped__ = fun
 
     def __call__(self, *args: Any) -> Any:
         static = tuple(args[i] for i in self._static)
         dynamic = [a for i, a in enumerate(args) if i not in self._static]
+        if self._last is not None and static == self._last[0]:
+            # The common case, a call like the one before (every epoch of a
+            # fit): the executable itself checks the arguments' tree, types,
+            # shapes and shardings, in C++, before it runs (and so before it
+            # consumes donated buffers), and refuses a mismatch with a
+            # TypeError or ValueError; the lookup below then finds the right one.
+            try:
+                return self._last[1](*dynamic)
+            except (TypeError, ValueError):
+                pass
         leaves, treedef = jax.tree.flatten(dynamic)
         signature = (static, treedef, _signature(leaves))
         executable = self._executables.get(signature)
         if executable is None:
             executable = PROGRAMS.compiled(self._jitted.lower(*args))
             self._executables[signature] = executable
+        self._last = (static, executable)
         return executable(*dynamic)
 
     def lower(self, *args: Any) -> Any:
         """The lowered program for these arguments (as ``jax.jit(fun).lower``)."""
         return self._jitted.lower(*args)
+
+    def trace(self, *args: Any) -> Any:
+        """The traced program for these arguments (as ``jax.jit(fun).trace``); a later
+        call with the same signature reuses the trace."""
+        return self._jitted.trace(*args)
 
 
 def shared_jit(
