@@ -18,7 +18,9 @@ own writer, before it used the package) have the same layout and still load.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -194,7 +196,8 @@ def _canonical(obj: Any) -> bytes:
 
 
 def _nbytes(dtype_name: str, shape: list[int]) -> int:
-    return int(np.prod(shape, dtype=np.int64)) * dtype_from_name(dtype_name).itemsize
+    # Python ints: numpy's int64 product wraps around for a hostile shape such as [2**32, 2**32]
+    return math.prod(shape) * dtype_from_name(dtype_name).itemsize
 
 
 def _in_file(dtype_name: str, shape: list[int]) -> tuple[str, list[int]]:
@@ -352,7 +355,7 @@ def _refused(path: Path, error: Exception) -> CheckpointError:
                 f"load: {path} is {'truncated' if follow < described else 'corrupted'}: its "
                 f"header describes {described} bytes of arrays but {follow} bytes follow it."
             )
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
         pass
     return CheckpointError(
         f"{not_ours}, or it is corrupted: the safetensors package cannot read it ({error})."
@@ -365,6 +368,10 @@ def _funcnet_metadata(path: Path, extra: Any) -> tuple[dict[str, Any], Any]:
     try:
         meta = json.loads(extra["funcnet"])
         digest = extra.get("funcnet.sha256")
+    except RecursionError:
+        raise CheckpointError(
+            f"{not_ours}: its funcnet metadata is nested too deeply to be JSON that funcnet wrote."
+        ) from None
     except (ValueError, KeyError, TypeError, AttributeError):
         raise CheckpointError(
             f"{not_ours}: it has no safetensors header with funcnet metadata. Was it written "
@@ -378,7 +385,113 @@ def _funcnet_metadata(path: Path, extra: Any) -> tuple[dict[str, Any], Any]:
             f"versions {READABLE_VERSIONS[0]} to {VERSION}. Load it with the funcnet version "
             "that wrote it."
         )
+    _check_metadata(path, meta)
     return meta, digest
+
+
+# What each kind of leaf stores: Python numbers as one value of a fixed dtype.
+_PYTHON_STORED = {"int": "int64", "float": "float64", "bool": "bool"}
+_PATH_VALUES = {"key": (str, int), "index": (int,), "attr": (str,), "flat": (int,)}
+
+
+def _is_shape(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
+    )
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """What is wrong with one funcnet entry, or None.
+
+    The declared kind, dtype and shape (what ``load`` compares with ``like``)
+    must agree with what is stored, so a file cannot pass the check against
+    ``like`` and then deliver different data.
+    """
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        return f"an entry is {entry!r:.80}, not a leaf description"
+    name = entry["name"]
+    fields: list[Any] = [entry.get(k) for k in ("path", "kind", "dtype", "shape", "stored")]
+    path, kind, dtype, shape, stored = fields
+    if not isinstance(path, list) or not all(
+        isinstance(c, list)
+        and len(c) == 2
+        and c[0] in _PATH_VALUES
+        and isinstance(c[1], _PATH_VALUES[c[0]])
+        and not isinstance(c[1], bool)
+        for c in path
+    ):
+        return f"the entry {name!r} has the tree path {path!r:.80}"
+    if kind not in ("array", "key", *_PYTHON_STORED):
+        return f"the entry {name!r} has the unknown kind {kind!r:.40}"
+    if not isinstance(dtype, str) or not _is_shape(shape):
+        return f"the entry {name!r} declares dtype {dtype!r:.40} and shape {shape!r:.80}"
+    if not (isinstance(stored, list) and len(stored) == 2 and _is_shape(stored[1])):
+        return f"the entry {name!r} stores {stored!r:.80}, not [dtype, shape]"
+    stored_dtype, stored_shape = stored
+    try:
+        dtype_from_name(stored_dtype)
+    except CheckpointError as error:
+        return f"the entry {name!r} stores {error}"
+    stores = f"stores shape {tuple(stored_shape)} and dtype {stored_dtype}"
+    if kind in _PYTHON_STORED:
+        if dtype != kind or stored_shape or stored_dtype != _PYTHON_STORED[kind]:
+            return f"the entry {name!r} is a Python {kind}, one value, but {stores}"
+    elif kind == "key":
+        # key_data: the key's shape plus the implementation's trailing axis, as uint32
+        if (
+            not (dtype.startswith("key<") and dtype.endswith(">"))
+            or stored_dtype != "uint32"
+            or len(stored_shape) != len(shape) + 1
+            or stored_shape[: len(shape)] != shape
+        ):
+            return (
+                f"the entry {name!r} declares a PRNG key of shape {tuple(shape)} ({dtype}) "
+                f"but {stores}"
+            )
+    elif [dtype, shape] != stored:
+        return f"the entry {name!r} declares shape {tuple(shape)} and dtype {dtype} but {stores}"
+    return None
+
+
+def _metadata_problem(meta: dict[str, Any]) -> str | None:
+    """What is wrong with funcnet's metadata (beyond format and version), or None."""
+    entries = meta.get("entries")
+    if not isinstance(entries, list):
+        return f"its entries are {entries!r:.80}, not a list"
+    for entry in entries:
+        if (problem := _entry_problem(entry)) is not None:
+            return problem
+    # Sorted, a path comes right before the paths it is a prefix of. A dict key may be a
+    # str or an int, which do not compare: the value's type name goes first.
+    paths = sorted(tuple((k, type(v).__name__, v) for k, v in e["path"]) for e in entries)
+    for shorter, longer in itertools.pairwise(paths):
+        if longer[: len(shorter)] == shorter:
+            clash = "holds two leaves" if longer == shorter else "is both a leaf and a branch"
+            return f"the tree path {keystr([[k, v] for k, _, v in shorter])} {clash}"
+    history = meta.get("history", {})
+    if not isinstance(history, dict) or not all(
+        isinstance(values, list)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        for values in history.values()
+    ):
+        return f"its history is {history!r:.80}, not lists of numbers by name"
+    model = meta.get("model")
+    if model is not None and not (
+        isinstance(model, dict)
+        and "input_shape" in model
+        and isinstance(model.get("layers"), list)
+        and all(isinstance(r, list) and len(r) == 3 for r in model["layers"])
+    ):
+        return f"its model description is {model!r:.80}"
+    if not isinstance(meta.get("metadata", {}), dict):
+        return f"its user metadata is {meta.get('metadata')!r:.80}, not a dict"
+    return None
+
+
+def _check_metadata(path: Path, meta: dict[str, Any]) -> None:
+    """Refuses funcnet metadata that is malformed or contradicts itself."""
+    if (problem := _metadata_problem(meta)) is not None:
+        raise CheckpointError(f"load: {path} is corrupted: {problem}.")
 
 
 def _check_layout(path: Path, table: dict[str, tuple[str, list[int]]], meta: dict[str, Any]):
@@ -437,7 +550,14 @@ def read_arrays(path: Path) -> tuple[list[tuple[dict[str, Any], np.ndarray]], di
     meta, digest = _funcnet_metadata(path, header.get("__metadata__"))
     _check_layout(path, {k: (t["dtype"], t["shape"]) for k, t in tensors.items()}, meta)
     raw = [tensors[entry["name"]]["data"] for entry in meta["entries"]]
-    if _digest(meta, raw) != digest:
+    try:
+        computed = _digest(meta, raw)
+    except RecursionError:
+        raise CheckpointError(
+            f"load: {path} is not a funcnet checkpoint: its funcnet metadata is nested too "
+            "deeply to be JSON that funcnet wrote."
+        ) from None
+    if computed != digest:
         raise CheckpointError(
             f"load: {path} is corrupted: its sha256 checksum does not match its contents."
         )
