@@ -17,15 +17,30 @@ Metric = Callable[[Any, Any], jax.Array]
 def accuracy(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
     """The fraction of examples whose highest-scoring class is the target.
 
+    This is the categorical accuracy: it needs a class axis of at least two
+    scores. The name ``"accuracy"`` in ``fit(metrics=[...])`` is read by
+    shape, as Keras reads it, so a one-unit
+    sigmoid output gets :func:`binary_accuracy` there.
+
     Args:
-        predictions: ``[..., classes]`` scores (logits or probabilities).
+        predictions: ``[..., classes]`` scores (logits or probabilities), ``classes >= 2``.
         targets: ``[...]`` integer labels, or ``[..., classes]`` one-hot vectors.
+
+    Raises:
+        ValueError: a class axis of size 1 (its argmax is always 0, so every
+            model would score 100%), or targets of another shape.
 
     Example:
         >>> float(accuracy(jnp.array([[0.1, 0.9], [0.8, 0.2]]), jnp.array([1, 1])))
         0.5
     """
     predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    if predictions.ndim >= 1 and predictions.shape[-1] == 1:
+        raise ValueError(
+            f"accuracy: predictions of shape {predictions.shape} have a class axis of size 1, "
+            "whose argmax is always 0 (every model would score 100%). For one sigmoid output "
+            "use binary_accuracy (metrics=['accuracy'] in fit reads a one-unit output that way)."
+        )
     if targets.shape == predictions.shape:
         targets = jnp.argmax(targets, axis=-1)
     elif predictions.ndim < 1 or targets.shape != predictions.shape[:-1]:
@@ -34,6 +49,37 @@ def accuracy(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
             f"of shape {predictions.shape}, got {targets.shape}."
         )
     return jnp.mean(jnp.argmax(predictions, axis=-1) == targets)
+
+
+def accuracy_by_shape(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
+    """``"accuracy"`` as Keras reads the name: binary, sparse or one-hot by the shapes.
+
+    - predictions with one unit (``[..., 1]``) or no class axis (the same
+      shape as 1-D targets): :func:`binary_accuracy` at threshold 0.5;
+    - targets with one axis fewer than the predictions (or a last axis of
+      size 1): integer labels, sparse categorical accuracy;
+    - otherwise one-hot targets: categorical accuracy.
+
+    The shapes are static, so the choice is made once when ``fit`` compiles.
+
+    Example:
+        >>> float(accuracy_by_shape(jnp.array([[0.2], [0.7]]), jnp.array([[0.0], [0.0]])))
+        0.5
+        >>> float(accuracy_by_shape(jnp.array([[0.1, 0.9]]), jnp.array([1])))
+        1.0
+    """
+    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    if (
+        predictions.ndim == 0
+        or predictions.shape[-1] == 1
+        or (predictions.ndim == 1 and targets.shape == predictions.shape)
+    ):
+        if targets.shape != predictions.shape and targets.size == predictions.size:
+            targets = targets.reshape(predictions.shape)  # [N] labels for an [N, 1] output
+        return binary_accuracy(predictions, targets)
+    if targets.ndim == predictions.ndim and targets.shape[-1] == 1:
+        targets = targets[..., 0]  # [N, 1] labels, as Keras accepts them
+    return accuracy(predictions, targets)
 
 
 def binary_accuracy(
@@ -59,7 +105,11 @@ def binary_accuracy(
 
 
 METRICS: dict[str, Metric] = {
-    "accuracy": accuracy,
+    # By shape, as Keras reads the name (binary, sparse or categorical).
+    "accuracy": accuracy_by_shape,
+    "acc": accuracy_by_shape,
+    "categorical_accuracy": accuracy,
+    "sparse_categorical_accuracy": accuracy,
     "binary_accuracy": binary_accuracy,
     # Regression losses double as metrics, as in Keras.
     "mae": mae,

@@ -35,7 +35,12 @@ from funcnet._src.training.data import (
 from funcnet._src.training.model_cache import ModelCache
 from funcnet._src.training.programs import shared_jit
 from funcnet._src.training.progress import Progress
-from funcnet._src.training.step import NonFinite, TrainState, train_step_with_logs
+from funcnet._src.training.step import (
+    NONFINITE_WHAT,
+    NonFinite,
+    TrainState,
+    train_step_with_logs,
+)
 
 # Shuffling draws from its own stream of the run's key, apart from the
 # per-step keys fold_in(key, step) that stochastic layers get.
@@ -46,7 +51,7 @@ class Carry(NamedTuple):
     """What the compiled loop threads from step to step besides the train state."""
 
     first_bad: jax.Array  # int32: index within the epoch of the first non-finite step, or -1
-    bad_loss: jax.Array  # bool: whether that step's loss itself was non-finite
+    cause: jax.Array  # int32: what that step found non-finite, as NONFINITE_WHAT[cause]
     sums: dict[str, jax.Array]  # logs summed over examples of the applied steps
     examples: jax.Array  # examples in the applied steps
 
@@ -54,7 +59,7 @@ class Carry(NamedTuple):
 def empty_carry(log_names: Sequence[str]) -> Carry:
     zero = jnp.zeros((), jnp.float32)
     return Carry(
-        jnp.full((), -1, jnp.int32), jnp.zeros((), bool), {k: zero for k in log_names}, zero
+        jnp.full((), -1, jnp.int32), jnp.zeros((), jnp.int32), {k: zero for k in log_names}, zero
     )
 
 
@@ -111,13 +116,13 @@ def steps_function(training: Training) -> Callable:
                 allowed = carry.first_bad < 0
                 if halted is not False:
                     allowed = allowed & ~halted
-            ts, logs, finite, loss_finite, applied = step(ts, batch, allowed)
+            ts, logs, finite, cause, applied = step(ts, batch, allowed)
             rows = jax.tree.leaves(batch[0])[0].shape[0]
             size = jnp.where(applied, rows, 0).astype(jnp.float32)
             new_bad = ~finite & (carry.first_bad < 0)
             carry = Carry(
                 first_bad=jnp.where(new_bad, i, carry.first_bad),
-                bad_loss=jnp.where(new_bad, ~loss_finite, carry.bad_loss),
+                cause=jnp.where(new_bad, cause, carry.cause),
                 sums={
                     k: carry.sums[k] + size * jnp.where(applied, v, 0).astype(jnp.float32)
                     for k, v in logs.items()
@@ -167,35 +172,35 @@ def epoch_order(key: jax.Array, step: jax.Array, n: int, shuffle: bool) -> jax.A
 def _pack(carry: Carry, names: Sequence[str]) -> jax.Array:
     """The epoch's carry in one float32 array, to fetch it in one transfer.
 
-    The means of the named logs, then the first bad step and whether its loss
-    was bad, as int32 bit patterns (exact, unlike int32 -> float32).
+    The means of the named logs, then the first bad step and its cause code
+    (``NONFINITE_WHAT``), as int32 bit patterns (exact, unlike int32 -> float32).
     """
     # By name: dicts come back from a scan with their keys sorted.
     means = jnp.stack([carry.sums[name] / carry.examples for name in names])
-    codes = jnp.stack([carry.first_bad, carry.bad_loss.astype(jnp.int32)])
+    codes = jnp.stack([carry.first_bad, carry.cause])
     return jnp.concatenate([means, jax.lax.bitcast_convert_type(codes, jnp.float32)])
 
 
 def _unpack(names: Sequence[str], packed: np.ndarray, epoch: int) -> EpochResult:
     k = len(names)
-    first_bad, bad_loss = packed[k:].view(np.int32).tolist()
+    first_bad, cause = packed[k:].view(np.int32).tolist()
     return EpochResult(
-        dict(zip(names, packed[:k].tolist())), nonfinite_step(epoch, first_bad, bad_loss)
+        dict(zip(names, packed[:k].tolist())), nonfinite_step(epoch, first_bad, cause)
     )
 
 
-def nonfinite_step(epoch: int, first_bad: int, bad_loss: Any) -> NonFinite | None:
-    """The carry's ``first_bad`` and ``bad_loss`` as a :class:`NonFinite` (None when all finite)."""
+def nonfinite_step(epoch: int, first_bad: int, cause: Any) -> NonFinite | None:
+    """The carry's ``first_bad`` and ``cause`` as a :class:`NonFinite` (None when all finite)."""
     if first_bad < 0:
         return None
-    return NonFinite(epoch, int(first_bad), "loss" if bad_loss else "gradient")
+    return NonFinite(epoch, int(first_bad), NONFINITE_WHAT[int(cause)])
 
 
 def _result(carry: Carry, epoch: int) -> EpochResult:
     carry = jax.device_get(carry)
     count = float(carry.examples)
     logs = {k: (float(v) / count if count else float("nan")) for k, v in carry.sums.items()}
-    return EpochResult(logs, nonfinite_step(epoch, int(carry.first_bad), carry.bad_loss))
+    return EpochResult(logs, nonfinite_step(epoch, int(carry.first_bad), carry.cause))
 
 
 def epoch_function(

@@ -201,7 +201,7 @@ def fit_many(
         bad = np.asarray(carry.first_bad) >= 0
         for i in np.flatnonzero(bad):
             if first[i] is None:
-                first[i] = nonfinite_step(epoch, int(carry.first_bad[i]), carry.bad_loss[i])
+                first[i] = nonfinite_step(epoch, int(carry.first_bad[i]), carry.cause[i])
         if on_nonfinite == "stop":
             halted = halted | bad
         examples = np.asarray(carry.examples)

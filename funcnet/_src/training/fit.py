@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 
 from funcnet._src.compilation_cache import enable_from_environment
 from funcnet._src.core import Layer
-from funcnet._src.losses import Loss, get_loss
+from funcnet._src.losses import Loss, check_first_batch, crossentropy_kind, get_loss
 from funcnet._src.metrics import Metric, get_metric
 from funcnet._src.parallel.sharding import ParamRule
 from funcnet._src.parallel.sharding import layout as make_layout
@@ -37,9 +37,10 @@ from funcnet._src.training.data import (
     check_pair,
     example_spec,
     split_validation,
+    take,
 )
 from funcnet._src.training.engine import ArrayEngine, Engine, StreamEngine, Training
-from funcnet._src.training.inference import eval_program, evaluate_arrays
+from funcnet._src.training.inference import eval_program, evaluate_arrays, predict
 from funcnet._src.training.progress import Progress
 from funcnet._src.training.resume import as_manager, resume_fit
 from funcnet._src.training.step import History, NonFinite, TrainState, init_train_state
@@ -255,6 +256,7 @@ def fit(
             training, x, y, batch_size=batch_size, shuffle=shuffle,
             steps_per_execution=steps_per_execution, loop=loop, like=ts,
         )  # fmt: skip
+    _check_loss_inputs(training, ts, engine, x, y, batch_size)
     validator = _validator(net, loss_fn, metric_fns, validation_data, batch_size)
     hooks = [as_callback(c) for c in callbacks]
     if on_nonfinite == "stop" and not any(isinstance(c, TerminateOnNaN) for c in hooks):
@@ -284,6 +286,31 @@ def _first_state(
     if training.layout is not None:
         ts = training.layout.place_state(ts)
     return resume_fit(resume, checkpoint, ts, training.net, input_spec, train_state is not None)
+
+
+def _check_loss_inputs(
+    training: Training, ts: TrainState, engine: Engine, x: Any, y: Any, batch_size: int | None
+) -> None:
+    """Once per run, outside the compiled programs: a cross-entropy's targets and predictions.
+
+    Inside the epoch program the loss sees tracers and cannot look at values,
+    so -1/+1 labels or logits given to a probability loss would train without
+    a word. Only the cross-entropies are checked, on the first batch's
+    predictions (one forward pass, the compiled ``predict`` program) and on
+    every target of in-memory ``y`` (the first batch's of a stream).
+    """
+    if crossentropy_kind(training.loss)[0] is None or jax.process_count() > 1:
+        return
+    if isinstance(engine, StreamEngine):
+        if engine.pending is None:
+            return
+        x_first, y_first = engine.pending[1]
+        targets = y_first
+    else:
+        first = slice(0, min(batch_size or 32, jax.tree.leaves(x)[0].shape[0]))
+        x_first, targets = take(x, first), y
+    predictions = predict(training.net, ts.params, ts.state, x_first)
+    check_first_batch(training.loss, predictions, targets)
 
 
 def _validator(

@@ -107,19 +107,25 @@ class StepResult(NamedTuple):
 
     train_state: TrainState  # after the step (unchanged if the update was not applied)
     logs: dict[str, jax.Array]  # the loss and the metrics on this batch
-    finite: jax.Array  # whether the loss and the gradients were all finite
-    loss_finite: jax.Array  # whether the loss alone was finite
+    finite: jax.Array  # whether the loss, the gradients and the updated params were all finite
+    cause: jax.Array  # int32: if not finite, what was not, as NONFINITE_WHAT[cause]
     applied: jax.Array  # whether the update was applied
 
 
+NONFINITE_WHAT = ("gradient", "loss", "update")
+"""``NonFinite.what`` by the step's ``cause`` code (0, 1, 2)."""
+
+
 class NonFinite(NamedTuple):
-    """The first training step whose loss or gradients were not finite.
+    """The first training step whose loss, gradients or updated params were not finite.
 
     Attributes:
         epoch: the epoch, counting from 0.
         step: the step within that epoch, counting from 0.
         what: ``"loss"`` if the loss itself was NaN or infinite, ``"gradient"``
-            if the loss was finite but a gradient was not.
+            if the loss was finite but a gradient was not, ``"update"`` if both
+            were finite but the optimizer's update made a param non-finite
+            (an overflow, e.g. float16 params with a large learning rate).
 
     Example:
         >>> NonFinite(epoch=0, step=2, what="loss").describe()
@@ -137,11 +143,12 @@ class NonFinite(NamedTuple):
         )
 
 
-def _all_finite(value: jax.Array, grads: Any) -> jax.Array:
+def _finite_sum(leaves: Any, start: Any = 0.0) -> jax.Array:
     # A sum is finite exactly when every term is (barring overflow past 3e38,
     # where training has diverged anyway); one reduction per leaf, no squares
-    # (a norm would call gradients above 1e19 non-finite).
-    total = sum((jnp.sum(g, dtype=jnp.float32) for g in jax.tree.leaves(grads)), value)
+    # (a norm would call values above 1e19 non-finite). Summed in float32, so
+    # float16 and bfloat16 leaves cannot overflow the check itself.
+    total = sum((jnp.sum(leaf, dtype=jnp.float32) for leaf in jax.tree.leaves(leaves)), start)
     return jnp.isfinite(total)
 
 
@@ -158,8 +165,9 @@ def train_step_with_logs(
 
     Without ``guard`` every update is applied. With ``guard``, the update
     (params, model state, optimizer state and step count) is applied only if
-    the loss and the gradients are finite and ``allowed`` (a traced bool) is
-    true; otherwise the train state comes back unchanged. The choice is a
+    the loss, the gradients and the params it would produce are finite and
+    ``allowed`` (a traced bool) is true; otherwise the train state comes back
+    unchanged. The choice is a
     ``lax.cond`` around the optimizer update, not a ``jnp.where`` over the
     whole state: the update then runs in place, and the guard costs about
     nothing (measured in ``docs/training.md``).
@@ -188,8 +196,6 @@ def train_step_with_logs(
         logs = {"loss": value}
         for name, metric in metrics:
             logs[name] = metric(jax.lax.stop_gradient(predictions), y)
-        finite = _all_finite(value, grads)
-        loss_finite = jnp.isfinite(value)
 
         def update(ts: TrainState) -> TrainState:
             updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
@@ -198,10 +204,22 @@ def train_step_with_logs(
             return layout.constrain_state(new_ts) if layout is not None else new_ts
 
         if not guard:
-            return StepResult(update(ts), logs, finite, loss_finite, jnp.ones((), bool))
+            one = jnp.ones((), bool)
+            return StepResult(update(ts), logs, one, jnp.zeros((), jnp.int32), one)
+        loss_finite = jnp.isfinite(value)
+        grads_finite = _finite_sum(grads, value)
+        # What the update would produce, checked before it is applied: an
+        # overflow (float16 params, a large learning rate) gives inf params
+        # from finite gradients. The optimizer runs here once more, but only
+        # into this one sum per param leaf, which XLA fuses (no params-sized
+        # buffer); the update itself stays inside the cond, in place.
+        check_updates, _ = optimizer.update(grads, ts.opt_state, ts.params)
+        update_finite = _finite_sum(optax.apply_updates(ts.params, check_updates))
+        finite = grads_finite & update_finite
+        cause = jnp.where(~loss_finite, 1, jnp.where(grads_finite, 2, 0)).astype(jnp.int32)
         applied = finite & allowed
         new_ts = jax.lax.cond(applied, update, lambda ts: ts, ts)
-        return StepResult(new_ts, logs, finite, loss_finite, applied)
+        return StepResult(new_ts, logs, finite, cause, applied)
 
     return step
 
