@@ -421,6 +421,55 @@ def test_save_errors(tmp_path):
     assert not (tmp_path / "a.safetensors").exists()
 
 
+def test_save_into_a_directory_names_the_directory_and_the_fix(tmp_path):
+    with pytest.raises(
+        IsADirectoryError,
+        match=r"^save: .* is a directory; save writes one file\. Give a file path such as "
+        r".*checkpoint\.safetensors, or use CheckpointManager\(.*\)\.save\(step, tree\) for "
+        r"numbered checkpoints in that directory\.$",
+    ):
+        fn.save(tmp_path, {"w": jnp.ones(2)})
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind
+    net = fn.Dense(2)
+    _, params, state = net.init(jax.random.key(0), (None, 3))
+    with pytest.raises(IsADirectoryError, match=r"^export: .* is a directory; export writes one"):
+        fn.export(net, params, state, (None, 3), tmp_path)
+
+
+# --------------------------------------------------------------------------
+# load(directory): the newest checkpoint, as fit(checkpoint=directory) writes them
+
+
+def test_load_of_a_directory_reads_its_newest_checkpoint(tmp_path):
+    manager = fn.CheckpointManager(tmp_path, max_to_keep=None)
+    for step in (3, 12, 9):
+        manager.save(step, {"w": jnp.full(2, float(step))})
+    (tmp_path / "notes.safetensors").write_bytes(b"not numbered, not read")
+    np.testing.assert_array_equal(fn.load(tmp_path)["w"], [12.0, 12.0])
+    np.testing.assert_array_equal(fn.load(tmp_path, like={"w": jnp.zeros(2)})["w"], [12.0, 12.0])
+    assert fn.checkpoint_info(tmp_path).path == manager.latest()
+
+
+def test_load_of_a_directory_without_checkpoints_says_what_it_looked_for(tmp_path):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"^load: no checkpoint in .*: a directory is read as fit\(checkpoint=\.\.\.\) and "
+        r"CheckpointManager write it \(its newest ckpt-<step>\.safetensors file\), and it holds "
+        r"none\.$",
+    ):
+        fn.load(tmp_path)
+    fn.save(tmp_path / "model.safetensors", {"w": jnp.ones(2)})
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"and it holds none\. It holds model\.safetensors: give one file's path, e\.g\. "
+        r"load\('.*model\.safetensors'\), or for numbered files with another prefix, "
+        r"CheckpointManager\(directory, prefix=\.\.\.\)\.restore\(like\)\.$",
+    ):
+        fn.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"^checkpoint_info: no checkpoint in "):
+        fn.checkpoint_info(tmp_path / "..")
+
+
 def test_the_model_description_also_works_for_inits_that_need_concrete_values():
     # This init calls numpy on the key, which jax.eval_shape cannot trace.
     odd = fn.custom_layer(

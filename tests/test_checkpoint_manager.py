@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,7 +21,7 @@ NET = fn.serial(fn.Dense(8), fn.BatchNorm(), fn.Relu(), fn.Dropout(0.3), fn.Dens
 
 def train(**kwargs):
     args = dict(
-        loss="binary_crossentropy",
+        loss="mse",
         optimizer=optax.adam(0.02),
         batch_size=8,
         key=3,
@@ -149,6 +151,66 @@ def test_manager_errors(tmp_path):
         manager.restore(tree(0), step="best")
     with pytest.raises(ValueError, match=r"^CheckpointManager: best\(\) needs a metric"):
         fn.CheckpointManager(tmp_path).best()
+
+
+def test_restore_names_the_valid_steps(tmp_path):
+    manager = fn.CheckpointManager(tmp_path)
+    for step in (1, 2, 3):
+        manager.save(step, tree(step))
+    for bad in ("latest", -1, 2.0, True):
+        with pytest.raises(
+            ValueError,
+            match=r"^CheckpointManager\.restore: step must be a step number on disk \(1, 2, 3\), "
+            r"'best', or None for the newest readable checkpoint; got "
+            + re.escape(repr(bad))
+            + r"\.$",
+        ):
+            manager.restore(tree(0), step=bad)
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"^CheckpointManager\.restore: no checkpoint for step=7 in .*; the steps on disk "
+        r"are: 1, 2, 3\.$",
+    ):
+        manager.restore(tree(0), step=7)
+    assert manager.restore(tree(0), step=2)[1].metadata["step"] == 2
+
+
+def test_bad_arguments_of_the_manager_name_the_argument(tmp_path):
+    with pytest.raises(
+        TypeError,
+        match=r"^CheckpointManager: directory must be a path \(str or os\.PathLike\), got int\.$",
+    ):
+        fn.CheckpointManager(3)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(
+        NotADirectoryError,
+        match=r"^CheckpointManager: .*file is a file, not a directory\. Give the directory that "
+        r"holds \(or will hold\) the numbered checkpoints; read one file with fn\.load\(path\)\.$",
+    ):
+        fn.CheckpointManager(tmp_path / "file")
+    with pytest.raises(
+        TypeError,
+        match=r"^CheckpointManager: best must be a metric name such as 'val_loss', or None; got int\.$",
+    ):
+        fn.CheckpointManager(tmp_path, best=1)
+    with pytest.raises(ValueError, match=r"^CheckpointManager: prefix must be letters"):
+        fn.CheckpointManager(tmp_path, prefix=3)
+    manager = fn.CheckpointManager(tmp_path)
+    with pytest.raises(
+        ValueError, match=r"^CheckpointManager\.path: step must be an integer >= 0, got -1\.$"
+    ):
+        manager.path(-1)
+    with pytest.raises(
+        TypeError,
+        match=r"^CheckpointManager\.save: metrics must be a dict of numbers such as "
+        r"\{\"val_loss\": 0\.3\}, got \{'loss': 'low'\}\.$",
+    ):
+        manager.save(0, tree(0), metrics={"loss": "low"})
+    with pytest.raises(
+        TypeError, match=r"^CheckpointManager\.save: metadata must be a dict, got str\.$"
+    ):
+        manager.save(0, tree(0), metadata="note")
+    assert manager.steps() == []
 
 
 # --------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from funcnet._src.files.format import (
     to_json,
     write,
 )
+from funcnet._src.files.numbering import DEFAULT_PREFIX, SUFFIX, numbered_files
 from funcnet._src.parallel.sharding import put
 
 __all__ = [
@@ -150,6 +151,12 @@ def save(
         >>> fn.load(path)["w"].shape
         (2, 3)
     """
+    if Path(path).is_dir():
+        raise IsADirectoryError(
+            f"save: {path} is a directory; save writes one file. Give a file path such as "
+            f"{Path(path) / 'checkpoint.safetensors'}, or use CheckpointManager({str(path)!r})"
+            ".save(step, tree) for numbered checkpoints in that directory."
+        )
     if net is not None and input_shape is None:
         raise ValueError("save: net needs input_shape too (the shape given to net.init).")
     if metadata is not None and not isinstance(metadata, dict):
@@ -168,12 +175,49 @@ def _info(path: Path, meta: dict[str, Any]) -> CheckpointInfo:
     return CheckpointInfo(path, entries, history, meta.get("model"), meta.get("metadata") or {})
 
 
+def checkpoint_file(path: str | os.PathLike, who: str = "load") -> Path:
+    """``path``, or for a directory its newest numbered checkpoint (as ``fit`` writes them).
+
+    A directory is read as :class:`~funcnet.CheckpointManager` writes it:
+    ``ckpt-<step>.safetensors`` files, of which the largest step is the newest.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    steps = numbered_files(path)
+    if steps:
+        return steps[max(steps)]
+    others = sorted(p.name for p in path.glob(f"*{SUFFIX}"))
+    holds = (
+        f" It holds {', '.join(others[:3])}{', ...' if len(others) > 3 else ''}: give one "
+        f"file's path, e.g. {who}({str(path / others[0])!r}), or for numbered files with "
+        "another prefix, CheckpointManager(directory, prefix=...).restore(like)."
+        if others
+        else ""
+    )
+    raise FileNotFoundError(
+        f"{who}: no checkpoint in {path}: a directory is read as fit(checkpoint=...) and "
+        f"CheckpointManager write it (its newest {DEFAULT_PREFIX}-<step>{SUFFIX} file), and "
+        f"it holds none.{holds}"
+    )
+
+
 def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     """Reads a checkpoint's header: its entries, history, model description and metadata.
 
     Only the header is read and checked; :func:`load` also checks every byte.
+    ``path`` may be a directory of numbered checkpoints: then its newest one
+    is read, as :func:`load` does.
+
+    Example:
+        >>> import os, tempfile, jax.numpy as jnp, funcnet as fn
+        >>> path = os.path.join(tempfile.mkdtemp(), "p.safetensors")
+        >>> _ = fn.save(path, {"w": jnp.ones((2, 3))}, history={"loss": [0.5, 0.25]})
+        >>> info = fn.checkpoint_info(path)
+        >>> info.entries, info.history
+        ({"['w']": ((2, 3), 'float32')}, {'loss': [0.5, 0.25]})
     """
-    path = Path(path)
+    path = checkpoint_file(path, "checkpoint_info")
     return _info(path, read_metadata(path))
 
 
@@ -254,7 +298,11 @@ def load(
     """Reads the pytree saved at ``path``, checked against ``like``.
 
     Args:
-        path: a file written by :func:`save`.
+        path: a file written by :func:`save`, or a directory of numbered
+            checkpoints (``fit(checkpoint=directory)``,
+            :class:`~funcnet.CheckpointManager`): then its newest checkpoint,
+            the one ``CheckpointManager(directory).latest()`` names, is read.
+            (``CheckpointManager.restore`` also skips a damaged newest file.)
         like: a pytree of the expected structure, of arrays or
             ``jax.ShapeDtypeStruct``\\ s (e.g. a fresh ``init_train_state``, or
             its ``jax.eval_shape``): the file's leaves must match its paths,
@@ -271,7 +319,8 @@ def load(
     Raises:
         CheckpointMismatchError: listing every difference, by tree path.
         CheckpointError: the file is truncated, corrupted or not a checkpoint.
-        FileNotFoundError: there is no file at ``path``.
+        FileNotFoundError: there is no file at ``path``, or no numbered
+            checkpoint in the directory ``path``.
 
     Example:
         >>> import os, tempfile, jax.numpy as jnp, funcnet as fn
@@ -284,7 +333,7 @@ def load(
           ['w']: shape (2, 3) in the file, (3, 2) expected
         Build `like` from the same model, optimizer and input shape as the saved run.
     """
-    path = Path(path)
+    path = checkpoint_file(path)
     items, meta = read_arrays(path)
     differences: list[str] = []
     if net is not None:

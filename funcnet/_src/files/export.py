@@ -116,6 +116,11 @@ def export(
             "size where the input has None, give that size in input_shape."
         ) from error
     if path is not None:
+        if Path(path).is_dir():
+            raise IsADirectoryError(
+                f"export: {path} is a directory; export writes one file. Give a file path such "
+                f"as {Path(path) / 'model.jax'}."
+            )
         write_atomic(path, [exported.serialize()])
     return exported
 

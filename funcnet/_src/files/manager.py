@@ -27,10 +27,9 @@ from funcnet._src.files.checkpoint import (
     save,
 )
 from funcnet._src.files.format import CheckpointError, CheckpointMismatchError
+from funcnet._src.files.numbering import DEFAULT_PREFIX, SUFFIX, file_name, numbered_files
 from funcnet._src.metrics import resolve_mode
 from funcnet._src.parallel.sharded_io import gather_for_save
-
-_SUFFIX = ".safetensors"
 
 
 class CheckpointManager:
@@ -63,15 +62,31 @@ class CheckpointManager:
         max_to_keep: int | None = 3,
         best: str | None = None,
         mode: str = "auto",
-        prefix: str = "ckpt",
+        prefix: str = DEFAULT_PREFIX,
     ):
+        if not isinstance(directory, (str, os.PathLike)):
+            raise TypeError(
+                "CheckpointManager: directory must be a path (str or os.PathLike), got "
+                f"{type(directory).__name__}."
+            )
+        if Path(directory).exists() and not Path(directory).is_dir():
+            raise NotADirectoryError(
+                f"CheckpointManager: {directory} is a file, not a directory. Give the directory "
+                "that holds (or will hold) the numbered checkpoints; read one file with "
+                "fn.load(path)."
+            )
+        if best is not None and not isinstance(best, str):
+            raise TypeError(
+                f"CheckpointManager: best must be a metric name such as 'val_loss', or None; "
+                f"got {type(best).__name__}."
+            )
         if max_to_keep is not None and (
             not isinstance(max_to_keep, int) or isinstance(max_to_keep, bool) or max_to_keep < 1
         ):
             raise ValueError(
                 f"CheckpointManager: max_to_keep must be a positive integer or None, got {max_to_keep!r}."
             )
-        if not re.fullmatch(r"[A-Za-z0-9_.]+", prefix):
+        if not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z0-9_.]+", prefix):
             raise ValueError(
                 f"CheckpointManager: prefix must be letters, digits, '_' or '.', got {prefix!r}."
             )
@@ -84,23 +99,23 @@ class CheckpointManager:
         self.best_metric = best
         self.mode = resolve_mode("CheckpointManager", mode, best or "")
         self.prefix = prefix
-        self._pattern = re.compile(rf"{re.escape(prefix)}-(\d+){re.escape(_SUFFIX)}")
         self.directory.mkdir(parents=True, exist_ok=True)
         if jax.process_index() == 0:  # the writer; another process's cleanup could hit its file
-            for leftover in self.directory.glob(f".{prefix}-*{_SUFFIX}.*.tmp"):
+            for leftover in self.directory.glob(f".{prefix}-*{SUFFIX}.*.tmp"):
                 leftover.unlink(missing_ok=True)
 
     def __repr__(self) -> str:
         return f"CheckpointManager({str(self.directory)!r}, steps={self.steps()})"
 
     def path(self, step: int) -> Path:
-        """The file of checkpoint ``step``."""
-        return self.directory / f"{self.prefix}-{step:08d}{_SUFFIX}"
+        """The file of checkpoint ``step`` (which need not exist yet)."""
+        if not _is_step(step):
+            raise ValueError(f"CheckpointManager.path: step must be an integer >= 0, got {step!r}.")
+        return self.directory / file_name(self.prefix, step)
 
     def steps(self) -> list[int]:
         """The steps of the checkpoints on disk, oldest first."""
-        found = (self._pattern.fullmatch(p.name) for p in self.directory.iterdir())
-        return sorted(int(m.group(1)) for m in found if m)
+        return list(numbered_files(self.directory, self.prefix))
 
     def latest(self) -> Path | None:
         """The newest checkpoint's file, or None."""
@@ -123,6 +138,10 @@ class CheckpointManager:
                 'CheckpointManager: best() needs a metric; create the manager with best="val_loss" '
                 "(or another logged name)."
             )
+        step = self._best_step()
+        return None if step is None else self.path(step)
+
+    def _best_step(self) -> int | None:
         scored = [
             (value, step) for step in self.steps() if (value := self._metric(step)) is not None
         ]
@@ -130,7 +149,7 @@ class CheckpointManager:
             return None
         sign = 1 if self.mode == "min" else -1
         _, step = min(scored, key=lambda pair: (sign * pair[0], pair[1]))
-        return self.path(step)
+        return step
 
     def save(
         self,
@@ -168,9 +187,19 @@ class CheckpointManager:
         Returns:
             The path written.
         """
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        if not _is_step(step):
             raise ValueError(f"CheckpointManager.save: step must be an integer >= 0, got {step!r}.")
-        metrics = {k: float(v) for k, v in (metrics or {}).items()}
+        if metadata is not None and not isinstance(metadata, dict):
+            raise TypeError(
+                f"CheckpointManager.save: metadata must be a dict, got {type(metadata).__name__}."
+            )
+        try:
+            metrics = {str(k): float(v) for k, v in (metrics or {}).items()}
+        except (AttributeError, TypeError, ValueError):
+            raise TypeError(
+                "CheckpointManager.save: metrics must be a dict of numbers such as "
+                f'{{"val_loss": 0.3}}, got {metrics!r:.80}.'
+            ) from None
         if self.best_metric is not None and self.best_metric not in metrics:
             raise ValueError(
                 f"CheckpointManager.save: best={self.best_metric!r} is not in metrics; available: "
@@ -203,8 +232,8 @@ class CheckpointManager:
         if self.max_to_keep is None:
             return
         keep = set(steps[-self.max_to_keep :])
-        if self.best_metric is not None and (best := self.best()) is not None:
-            keep.add(int(self._pattern.fullmatch(best.name).group(1)))  # type: ignore[union-attr]
+        if self.best_metric is not None and (best := self._best_step()) is not None:
+            keep.add(best)
         for step in steps:
             if step not in keep:
                 self.path(step).unlink(missing_ok=True)
@@ -221,8 +250,9 @@ class CheckpointManager:
 
         Args:
             like: a pytree of the expected structure.
-            step: a step number, "best", or None for the newest readable checkpoint
-                (an unreadable newest file is skipped with a warning).
+            step: a step number on disk (see :meth:`steps`), "best", or None for
+                the newest readable checkpoint (an unreadable newest file is
+                skipped with a warning).
             net: if given (with ``input_shape``), the saved model must be this one.
             input_shape: the model's input shape.
 
@@ -237,7 +267,19 @@ class CheckpointManager:
                 raise FileNotFoundError(f"CheckpointManager: no checkpoint in {self.directory}.")
             candidates = [best]
         elif step is not None:
-            candidates = [self.path(int(step))]
+            steps = self.steps()
+            on_disk = ", ".join(map(str, steps)) or "none yet"
+            if not _is_step(step):
+                raise ValueError(
+                    f"CheckpointManager.restore: step must be a step number on disk ({on_disk}), "
+                    f"'best', or None for the newest readable checkpoint; got {step!r}."
+                )
+            if step not in steps:
+                raise FileNotFoundError(
+                    f"CheckpointManager.restore: no checkpoint for step={step} in "
+                    f"{self.directory}; the steps on disk are: {on_disk}."
+                )
+            candidates = [self.path(step)]
         else:
             candidates = [self.path(s) for s in reversed(self.steps())]
         if not candidates:
@@ -253,3 +295,7 @@ class CheckpointManager:
                     raise
                 warnings.warn(f"{error} Restoring the checkpoint before it.", stacklevel=2)
         raise AssertionError("unreachable")
+
+
+def _is_step(step: Any) -> bool:
+    return isinstance(step, int) and not isinstance(step, bool) and step >= 0
