@@ -274,22 +274,42 @@ def test_resume_true_on_an_empty_directory_starts_afresh(tmp_path):
 def test_resuming_a_different_model_names_the_difference(tmp_path):
     train(epochs=1, checkpoint=tmp_path)
     other = fn.serial(fn.Dense(4), fn.BatchNorm(), fn.Relu(), fn.Dropout(0.3), fn.Dense(1))
-    with pytest.raises(fn.CheckpointMismatchError) as info:
-        fn.fit(
-            other,
-            X,
-            Y,
-            loss="mse",
-            optimizer=optax.adam(0.02),
-            checkpoint=tmp_path,
-            resume=True,
-            verbose=0,
-        )
+    with pytest.raises(
+        fn.CheckpointMismatchError,
+        match=r"(?s)^fit: the checkpoint to resume from, .*ckpt-00000001\.safetensors, was written by a "
+        r"different model \(5 differences; the checkpoint's model first, this one's second\):\n"
+        r"  model: layer 0 is serial\[0\]\.Dense \[None, 8\] \(32 params\) in the file, "
+        r"serial\[0\]\.Dense \[None, 4\] \(16 params\) expected\n.*"
+        r"\nresume continues a run only with the model that wrote it\. To train this model, give "
+        r"it a checkpoint directory of its own \(one directory holds one run\), or delete the "
+        r"checkpoints in .* to start over there\.$",
+    ) as info:
+        fn.fit(other, X, Y, loss="mse", optimizer=optax.adam(0.02), checkpoint=tmp_path,
+               resume=True, verbose=0)  # fmt: skip
+    assert str(tmp_path) in str(info.value)
     assert (
         "model: layer 0 is serial[0].Dense [None, 8] (32 params) in the file, "
         "serial[0].Dense [None, 4] (16 params) expected"
     ) in info.value.differences
-    assert ".params[0]['w']: shape (3, 8) in the file, (3, 4) expected" in info.value.differences
+
+
+def test_resuming_a_model_with_the_same_shapes_but_other_layers_is_refused(tmp_path):
+    # Same params, same shapes: only the model description tells the runs apart.
+    train(epochs=1, checkpoint=tmp_path)
+    other = fn.serial(fn.Dense(8), fn.BatchNorm(), fn.Tanh(), fn.Dropout(0.3), fn.Dense(1))
+    with pytest.raises(
+        fn.CheckpointMismatchError, match=r"^fit: the checkpoint to resume from"
+    ) as info:
+        fn.fit(other, X, Y, loss="mse", optimizer=optax.adam(0.02), checkpoint=tmp_path,
+               resume=True, verbose=0)  # fmt: skip
+    assert info.value.differences == [
+        "model: layer 2 is serial[2].Relu [None, 8] (0 params) in the file, "
+        "serial[2].Tanh [None, 8] (0 params) expected"
+    ]
+    newest = fn.CheckpointManager(tmp_path).latest()
+    with pytest.raises(fn.CheckpointMismatchError, match=r"^fit: the checkpoint to resume from"):
+        fn.fit(other, X, Y, loss="mse", optimizer=optax.adam(0.02), resume=newest, verbose=0)
+    assert fn.CheckpointManager(tmp_path).steps() == [1]  # nothing was written
 
 
 def test_fit_resume_errors(tmp_path):

@@ -96,7 +96,8 @@ def describe_model(net: Layer, input_shape: InputShape) -> dict[str, Any]:
     return {"input_shape": to_json(input_shape), "layers": layers}
 
 
-def _model_differences(saved: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
+def model_differences(saved: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
+    """How the model description ``saved`` (from a file, or None) differs from ``now``, row by row."""
     if saved is None:
         return []
     out = []
@@ -339,7 +340,7 @@ def load(
     if net is not None:
         if input_shape is None:
             raise ValueError("load: net needs input_shape too (the shape given to net.init).")
-        differences += _model_differences(meta.get("model"), describe_model(net, input_shape))
+        differences += model_differences(meta.get("model"), describe_model(net, input_shape))
     matched: list[Any] = []
     treedef = None
     if like is not None:

@@ -17,11 +17,16 @@ import jax
 import numpy as np
 
 from funcnet._src.core import InputShape, Layer
-from funcnet._src.files.checkpoint import checkpoint_info, load
+from funcnet._src.files.checkpoint import (
+    checkpoint_info,
+    describe_model,
+    load,
+    model_differences,
+)
+from funcnet._src.files.format import CheckpointError, CheckpointMismatchError
 from funcnet._src.files.manager import CheckpointManager
+from funcnet._src.files.numbering import SUFFIX
 from funcnet._src.training.step import History, TrainState
-
-_SUFFIX = ".safetensors"
 
 
 def as_manager(where: Any, what: str = "checkpoint") -> CheckpointManager:
@@ -65,8 +70,9 @@ def resume_fit(
             )
         resume = checkpoint
     if isinstance(resume, (str, os.PathLike)) and (
-        Path(resume).is_file() or str(resume).endswith(_SUFFIX)
+        Path(resume).is_file() or str(resume).endswith(SUFFIX)
     ):
+        _refuse_another_model(resume, Path(resume), net, input_shape)
         tree = load(resume, train_state, net=net, input_shape=input_shape)
         info = checkpoint_info(resume)
     else:
@@ -74,11 +80,42 @@ def resume_fit(
         if not manager.steps():
             _check_processes_agree(0, resume)
             return train_state, 0, None
+        _refuse_another_model(manager.directory, manager.latest(), net, input_shape)
         tree, info = manager.restore(train_state, net=net, input_shape=input_shape)
     history = {name: list(values) for name, values in info.history.items()}
     epoch = int(info.metadata.get("epoch", len(next(iter(history.values()), []))))
     _check_processes_agree(epoch, resume)
     return tree, epoch, history
+
+
+def _refuse_another_model(
+    where: Any, newest: Path | None, net: Layer, input_shape: InputShape
+) -> None:
+    """Refuses to resume a run whose newest checkpoint was written by another model.
+
+    Resuming would at best fail on the first mismatched shape, with a message
+    about ``like``; at worst (same shapes, other layers) continue the other
+    run's weights in this model, its ``latest()`` and ``best()`` mixing two runs.
+    """
+    if newest is None:
+        return
+    try:
+        saved = checkpoint_info(newest).model
+    except (CheckpointError, FileNotFoundError):
+        return  # unreadable: restoring reports it (or falls back to an older file)
+    differences = model_differences(saved, describe_model(net, input_shape))
+    if not differences:
+        return
+    n = len(differences)
+    raise CheckpointMismatchError(
+        f"fit: the checkpoint to resume from, {newest}, was written by a different model "
+        f"({n} difference{'s' * (n > 1)}; the checkpoint's model first, this one's second):\n  "
+        + "\n  ".join(differences)
+        + f"\nresume continues a run only with the model that wrote it. To train this model, "
+        f"give it a checkpoint directory of its own (one directory holds one run), or delete "
+        f"the checkpoints in {where} to start over there.",
+        differences,
+    )
 
 
 def _check_processes_agree(epoch: int, resume: Any) -> None:
