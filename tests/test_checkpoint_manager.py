@@ -333,3 +333,15 @@ def test_fit_resume_errors(tmp_path):
         FileNotFoundError, match=r"^load: no checkpoint at .*nothing\.safetensors\.$"
     ):
         train(resume=tmp_path / "nothing.safetensors")
+
+
+def test_a_fresh_run_into_a_directory_of_an_earlier_run_warns(tmp_path):
+    train(epochs=2, checkpoint=tmp_path)
+    with pytest.warns(
+        UserWarning,
+        match=r"^fit: the checkpoint directory .* already holds checkpoints of an earlier run "
+        r"\(steps 1, 2\), and this run starts afresh \(resume=False\): their steps and this run's "
+        r"would mix\. Pass resume=True to continue that run, or give this run a directory of its "
+        r"own\.$",
+    ):
+        train(epochs=1, checkpoint=tmp_path)

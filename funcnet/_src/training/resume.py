@@ -10,6 +10,7 @@ not saved.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ def resume_fit(
     restarts a run.
     """
     if resume is False or resume is None:
+        _warn_of_an_earlier_run(checkpoint)
         return train_state, 0, None
     if train_state_given:
         raise ValueError(
@@ -86,6 +88,27 @@ def resume_fit(
     epoch = int(info.metadata.get("epoch", len(next(iter(history.values()), []))))
     _check_processes_agree(epoch, resume)
     return tree, epoch, history
+
+
+def _warn_of_an_earlier_run(checkpoint: Any) -> None:
+    """Warns when a fresh run is given a checkpoint directory that already holds a run.
+
+    The new run's checkpoints 1, 2, ... replace the old ones by number, and the
+    manager keeps the newest steps, so until the new run passes the old one
+    the directory's ``latest()`` and ``best()`` would be the old run's.
+    """
+    if checkpoint is None or not isinstance(checkpoint, (str, os.PathLike, CheckpointManager)):
+        return  # fit reports a wrong type
+    manager = as_manager(checkpoint)
+    steps = manager.steps()
+    if steps:
+        warnings.warn(
+            f"fit: the checkpoint directory {manager.directory} already holds checkpoints of "
+            f"an earlier run (steps {', '.join(map(str, steps))}), and this run starts afresh "
+            "(resume=False): their steps and this run's would mix. Pass resume=True to "
+            "continue that run, or give this run a directory of its own.",
+            stacklevel=4,
+        )
 
 
 def _refuse_another_model(
