@@ -267,12 +267,25 @@ def test_layernorm_known_answer():
     assert new_state == {}
 
 
-def test_layernorm_default_epsilon_is_1e_minus_6():
-    x = np.array([[0.0, 0.002]])  # variance 1e-6: epsilon 1e-6 halves it exactly
+def test_layernorm_default_epsilon_is_keras_1e_minus_3():
+    x = np.array([[0.0, 0.0632455532]])  # variance 1e-3: Keras's epsilon 1e-3 halves it exactly
     net = fn.LayerNorm()
     _, params, state = net.init(jax.random.key(0), (None, 2))
     y, _ = jitted(net)(params, state, jnp.asarray(x, jnp.float32))
     np.testing.assert_allclose(y, [[-1 / np.sqrt(2), 1 / np.sqrt(2)]], rtol=1e-4)
+
+
+def test_groupnorm_defaults_are_keras_32_groups_and_epsilon_1e_minus_3():
+    # 32 channels in 32 groups of one: each channel normalised over its spatial axis alone.
+    x = np.zeros((1, 2, 32), np.float32)
+    x[0, 1, :] = 0.0632455532  # variance 1e-3 per channel: epsilon 1e-3 halves it exactly
+    net = fn.GroupNorm()
+    _, params, state = net.init(jax.random.key(0), (None, 2, 32))
+    y, _ = jitted(net)(params, state, jnp.asarray(x))
+    np.testing.assert_allclose(y[0, 0], np.full(32, -1 / np.sqrt(2)), rtol=1e-4)
+    np.testing.assert_allclose(y[0, 1], np.full(32, 1 / np.sqrt(2)), rtol=1e-4)
+    with pytest.raises(fn.LayerValueError, match=r"^GroupNorm: num_groups=32 must divide"):
+        net.init(jax.random.key(0), (None, 2, 16))
 
 
 def test_layernorm_bfloat16_in_bfloat16_out_with_float32_statistics():
@@ -372,11 +385,11 @@ def test_groupnorm_extremes_are_layer_and_instance_norm():
     one = fn.GroupNorm(1, use_scale=False, use_bias=False)
     y, _ = jitted(one)({}, {}, x)
     mean, var = xn.mean(axis=(1, 2), keepdims=True), xn.var(axis=(1, 2), keepdims=True)
-    np.testing.assert_allclose(y, (xn - mean) / np.sqrt(var + 1e-6), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(y, (xn - mean) / np.sqrt(var + 1e-3), rtol=1e-4, atol=1e-5)
     each = fn.GroupNorm(4, use_scale=False, use_bias=False)
     y, _ = jitted(each)({}, {}, x)
     mean, var = xn.mean(axis=1, keepdims=True), xn.var(axis=1, keepdims=True)
-    np.testing.assert_allclose(y, (xn - mean) / np.sqrt(var + 1e-6), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(y, (xn - mean) / np.sqrt(var + 1e-3), rtol=1e-4, atol=1e-5)
 
 
 def test_groupnorm_errors():

@@ -1,7 +1,9 @@
 """Activation functions as layers, and the names Dense accepts for them.
 
 Every activation layer is parameterless and keeps its input's shape and
-dtype: ``Relu()``, ``Tanh()``, ``Softmax(axis=-1)``, ``LeakyRelu(0.01)``...
+dtype: ``Relu()``, ``Tanh()``, ``Softmax(axis=-1)``, ``LeakyRelu(0.3)``...
+Names and defaults are Keras 3's (docs/keras.md): the string ``"gelu"`` is the
+exact GELU and ``"leaky_relu"`` has slope 0.2, as ``keras.activations`` has them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ def _identity(x: jax.Array) -> jax.Array:
     return x
 
 
+def _gelu_exact(x: jax.Array) -> jax.Array:
+    return jax.nn.gelu(x, approximate=False)
+
+
+def _leaky_relu_keras(x: jax.Array) -> jax.Array:
+    # keras.activations.leaky_relu's default slope; the LeakyReLU *layer* uses 0.3.
+    return jax.nn.leaky_relu(x, negative_slope=0.2)
+
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "linear": _identity,
     "identity": _identity,
@@ -39,17 +50,28 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "hard_sigmoid": jax.nn.hard_sigmoid,
     "softmax": jax.nn.softmax,
     "log_softmax": jax.nn.log_softmax,
-    "gelu": jax.nn.gelu,
+    "gelu": _gelu_exact,
     "elu": jax.nn.elu,
     "selu": jax.nn.selu,
-    "leaky_relu": jax.nn.leaky_relu,
+    "leaky_relu": _leaky_relu_keras,
     "softplus": jax.nn.softplus,
     "softsign": jax.nn.soft_sign,
     "silu": jax.nn.silu,
     "swish": jax.nn.silu,
     "mish": jax.nn.mish,
+    "celu": jax.nn.celu,
+    "hard_silu": jax.nn.hard_silu,
+    "hard_swish": jax.nn.hard_silu,
+    "hard_tanh": jax.nn.hard_tanh,
+    "log_sigmoid": jax.nn.log_sigmoid,
+    "exponential": jnp.exp,
 }
-"""The activation names accepted wherever an activation is given as a string."""
+"""The activation names accepted wherever an activation is given as a string.
+
+Each name computes what ``keras.activations.<name>`` computes with its default
+arguments (``"gelu"`` exact, ``"leaky_relu"`` slope 0.2); ``"identity"`` is
+funcnet's alias of ``"linear"``. tests/test_keras_parity.py checks them against Keras.
+"""
 
 
 def get_activation(
@@ -139,8 +161,26 @@ def LogSoftmax(axis: int = -1) -> Layer:
     return _activation_layer(functools.partial(jax.nn.log_softmax, axis=axis), "LogSoftmax")
 
 
-def Gelu(approximate: bool = True) -> Layer:
-    """Gaussian error linear unit; ``approximate`` uses the tanh form."""
+def Gelu(approximate: bool = False) -> Layer:
+    """Gaussian error linear unit, ``x * Phi(x)`` with ``Phi`` the normal CDF.
+
+    The default is the exact form, as Keras's ``gelu`` (and the string
+    ``"gelu"``) is; ``approximate=True`` gives the tanh approximation that
+    ``jax.nn.gelu`` and Flax use by default (at most about 5e-4 apart).
+
+    Example:
+        >>> import jax.numpy as jnp, funcnet as fn
+        >>> x = jnp.array([1.0])
+        >>> round(float(fn.Gelu().apply({}, {}, x)[0][0]), 4)  # 1 * Phi(1)
+        0.8413
+        >>> round(float(fn.Gelu(approximate=True).apply({}, {}, x)[0][0]), 4)
+        0.8412
+    """
+    if not isinstance(approximate, bool):
+        raise TypeError(
+            f"Gelu: approximate must be True or False, got {approximate!r}. Pass "
+            "approximate=True for the tanh approximation, False (the default) for the exact form."
+        )
     return _activation_layer(functools.partial(jax.nn.gelu, approximate=approximate), "Gelu")
 
 
@@ -149,8 +189,27 @@ def Elu(alpha: float = 1.0) -> Layer:
     return _activation_layer(functools.partial(jax.nn.elu, alpha=alpha), "Elu")
 
 
-def LeakyRelu(negative_slope: float = 0.01) -> Layer:
-    """``x`` if positive, else ``negative_slope * x``."""
+def LeakyRelu(negative_slope: float = 0.3) -> Layer:
+    """``x`` if positive, else ``negative_slope * x``.
+
+    The default slope 0.3 is Keras's ``LeakyReLU()`` layer's (the string
+    ``"leaky_relu"`` follows ``keras.activations.leaky_relu``: 0.2;
+    ``jax.nn.leaky_relu`` and PyTorch use 0.01: pass it to get theirs).
+
+    Example:
+        >>> import jax.numpy as jnp, funcnet as fn
+        >>> fn.LeakyRelu().apply({}, {}, jnp.array([-10.0, 2.0]))[0].tolist()
+        [-3.0, 2.0]
+    """
+    if (
+        isinstance(negative_slope, bool)
+        or not isinstance(negative_slope, (int, float))
+        or not negative_slope >= 0
+    ):
+        raise ValueError(
+            f"LeakyRelu: negative_slope must be a number >= 0, got {negative_slope!r}. "
+            "Pass e.g. LeakyRelu(0.3) (Keras's default) or LeakyRelu(0.01) (PyTorch's)."
+        )
     return _activation_layer(
         functools.partial(jax.nn.leaky_relu, negative_slope=negative_slope), "LeakyRelu"
     )

@@ -11,7 +11,7 @@ statistics run over:
 * ``GroupNorm``: the spatial axes and the channels of one group, per example.
 
 The decisions (statistics in float32, biased two-pass variance, Keras's
-BatchNorm defaults, epsilons) are in ``docs/layers-norm-dropout-embed.md``.
+defaults) are in ``docs/layers-norm-dropout-embed.md`` and ``docs/keras.md``.
 """
 
 from __future__ import annotations
@@ -287,7 +287,7 @@ def BatchNorm(
 
 def LayerNorm(
     *,
-    epsilon: float = 1e-6,
+    epsilon: float = 1e-3,
     use_scale: bool = True,
     use_bias: bool = True,
     dtype: Any = None,
@@ -300,7 +300,9 @@ def LayerNorm(
     and the biased ``var`` are taken over the last axis.
 
     Args:
-        epsilon: added to the variance before the square root (Flax's 1e-6).
+        epsilon: added to the variance before the square root; 1e-3 as in Keras's
+            ``LayerNormalization`` (Flax and PyTorch use 1e-6 and 1e-5: pass
+            ``epsilon=1e-6`` to port their models, where small variances matter).
         use_scale: whether to learn ``scale``.
         use_bias: whether to learn ``bias``.
         dtype: the output dtype; None keeps the input's. Statistics are float32.
@@ -316,8 +318,8 @@ def LayerNorm(
         >>> net = fn.LayerNorm()
         >>> _, params, state = net.init(jax.random.key(0), (None, 3))
         >>> y, _ = net.apply(params, state, jnp.array([[1.0, 2.0, 3.0]]))
-        >>> y.round(3)
-        Array([[-1.225,  0.   ,  1.225]], dtype=float32)
+        >>> [round(v, 3) for v in y[0].tolist()]  # [-1, 0, 1] / sqrt(2/3 + 1e-3)
+        [-1.224, 0.0, 1.224]
     """
     return _feature_norm(name, epsilon, use_scale, use_bias, dtype, param_dtype)
 
@@ -358,9 +360,9 @@ def RMSNorm(
 
 
 def GroupNorm(
-    num_groups: int,
+    num_groups: int = 32,
     *,
-    epsilon: float = 1e-6,
+    epsilon: float = 1e-3,
     use_scale: bool = True,
     use_bias: bool = True,
     dtype: Any = None,
@@ -377,7 +379,9 @@ def GroupNorm(
 
     Args:
         num_groups: the number of groups; must divide the number of channels.
-        epsilon: added to the variance before the square root.
+            32 by default, as Keras's ``GroupNormalization(groups=32)`` and Flax's.
+        epsilon: added to the variance before the square root; 1e-3 as in Keras
+            (Flax uses 1e-6).
         use_scale: whether to learn ``scale``.
         use_bias: whether to learn ``bias``.
         dtype: the output dtype; None keeps the input's. Statistics are float32.
