@@ -138,7 +138,8 @@ def Conv(
             ``(3,)`` or ``3`` for sequences, ``(3, 3, 3)`` for volumes.
         strides: the step between windows, an int for every axis or one per axis.
         padding: "SAME" (output size ``ceil(size / stride)``), "VALID" (no padding)
-            or one ``(low, high)`` pair of zeros per spatial axis.
+            or one ``(low, high)`` pair of zeros per spatial axis. The default
+            "SAME" is Flax's; Keras's ``Conv2D`` defaults to "valid" (docs/keras.md).
         dilation: the spacing between kernel taps (atrous convolution).
         feature_group_count: split input and output channels into this many
             groups, each convolved separately; equal to the input channels for a

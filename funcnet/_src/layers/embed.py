@@ -52,7 +52,8 @@ def Embedding(
         num_embeddings: the number of ids (the vocabulary size).
         features: the size of each embedding vector.
         w_init: initializer of the table, shape ``[num_embeddings, features]``;
-            the default draws from ``normal(stddev=0.05)``.
+            the default draws from ``normal(stddev=0.05)`` (Keras's draws
+            uniformly from [-0.05, 0.05]; docs/keras.md).
         dtype: the output dtype; None gives the table's dtype.
         param_dtype: the dtype in which the table is stored.
         name: the name used in error paths and summaries.
