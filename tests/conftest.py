@@ -1,9 +1,38 @@
-"""Suite-wide strictness: accidental broadcasting fails loudly."""
+"""Suite-wide settings: accidental broadcasting fails loudly; compiled programs persist.
+
+Most of the suite's time is XLA compiling small programs, the same ones on
+every run. The suite therefore keeps JAX's persistent compilation cache in a
+folder of its own (never the user's funcnet cache): a second run of
+``python -m pytest`` loads its programs instead of compiling them.
+``FUNCNET_TEST_COMPILATION_CACHE=0`` turns that off (e.g. to time a cold run).
+"""
+
+import os
+import pathlib
 
 import jax
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def _test_cache_dir() -> pathlib.Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(base) / "funcnet" / "pytest-jax"
+
+
+if os.environ.get("FUNCNET_TEST_COMPILATION_CACHE", "1") != "0":
+    try:
+        _test_cache_dir().mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # a read-only home: the suite runs, only slower
+    else:
+        # Unbounded on purpose: the suite compiles the same programs every run,
+        # and JAX's size-bounded cache takes a file lock per entry, which the
+        # parallel workers would contend for.
+        jax.config.update("jax_compilation_cache_dir", str(_test_cache_dir()))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture

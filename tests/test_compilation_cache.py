@@ -69,11 +69,18 @@ def test_enable_keeps_a_cache_the_user_configured(tmp_path):
 def test_an_unwritable_folder_warns_and_trains_without(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.warns(
-        UserWarning, match=r"cannot create the cache folder .*without the persistent cache"
-    ):
-        assert fn.enable_compilation_cache(blocker / "cache") is None
-    assert jax.config.values["jax_compilation_cache_dir"] is None
+    run_python(
+        f"""
+        import warnings, jax
+        import funcnet as fn
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert fn.enable_compilation_cache({str(blocker / "cache")!r}) is None
+        assert "cannot create the cache folder" in str(caught[0].message)
+        assert "without the persistent cache" in str(caught[0].message)
+        assert jax.config.values["jax_compilation_cache_dir"] is None
+        """
+    )
 
 
 @pytest.mark.parametrize("bad", [0, -5, 1.5, True, "1GB"])
