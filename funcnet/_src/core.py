@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple, NoReturn, Protocol, overload
+from typing import Any, NamedTuple, NoReturn, Protocol, cast, overload
 
 import jax
 import jax.numpy as jnp
@@ -45,8 +46,12 @@ Params = Any
 State = Any
 
 
+KeyLike = jax.Array | int
+"""A PRNG key, or an integer seed ``s`` (read as ``jax.random.key(s)``)."""
+
+
 class InitFn(Protocol):
-    def __call__(self, key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
+    def __call__(self, key: KeyLike, input_shape: InputShape) -> tuple[Any, Params, State]:
         """Returns ``(output_shape, params, state)`` for inputs of ``input_shape``."""
         ...
 
@@ -58,15 +63,26 @@ class ApplyFn(Protocol):
         state: State,
         x: Any,
         *,
-        key: jax.Array | None = None,
+        key: KeyLike | None = None,
         train: bool = False,
     ) -> tuple[Any, State]:
         """Returns ``(y, new_state)``."""
         ...
 
 
-class Layer(NamedTuple):
+class _LayerFields(NamedTuple):
+    init: InitFn
+    apply: ApplyFn
+    name: str = "Layer"
+
+
+class Layer(_LayerFields):
     """A layer: pure ``init`` and ``apply`` functions and a display name.
+
+    Building a ``Layer`` wraps both functions in the argument checks every
+    layer shares: a key may be an integer seed, and a forgotten ``state``, ``None`` params or
+    params that do not fit the layer are named in a :class:`LayerError`. The
+    checks run in Python, so under ``jit`` they cost nothing at run time.
 
     Example:
         >>> import jax, funcnet as fn
@@ -77,11 +93,25 @@ class Layer(NamedTuple):
         >>> y, state = net.apply(params, state, jax.numpy.ones((5, 2)))
         >>> y.shape
         (5, 3)
+        >>> net.init(0, (None, 2))[0]  # an integer seed is a key too
+        (None, 3)
     """
 
-    init: InitFn
-    apply: ApplyFn
-    name: str = "Layer"
+    __slots__ = ()
+
+    # The functions given receive a key already made a PRNG key (never a seed),
+    # so they may be typed ``key: jax.Array``.
+    def __new__(
+        cls, init: Callable[..., Any], apply: Callable[..., Any], name: str = "Layer"
+    ) -> Layer:
+        return super().__new__(
+            cls, checked_init(init, name), checked_apply(apply, name, init), name
+        )
+
+    @classmethod
+    def _make(cls, iterable: Any) -> Layer:  # type: ignore[override]
+        # NamedTuple's _make (and so _replace) would bypass __new__ and its checks.
+        return cls(*iterable)
 
 
 # --------------------------------------------------------------------------
@@ -249,6 +279,233 @@ def _has_none(spec: InputShape) -> bool:
     if is_shape(spec):
         return None in shape_of(spec)
     return any(_has_none(s) for s in spec)
+
+
+# --------------------------------------------------------------------------
+# Argument checks every layer shares: Layer's constructor wraps init and apply
+
+
+def describe(value: Any) -> str:
+    """``value`` for a message: its type and a short repr."""
+    if isinstance(value, Layer):
+        return f"the layer {value.name}"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def as_key(layer: str, argument: str, key: Any) -> jax.Array:
+    """``key`` as a PRNG key: keys pass through, an integer seed ``s`` becomes ``jax.random.key(s)``.
+
+    Raw ``uint32`` key data (``jax.random.PRNGKey``) passes through too, and
+    a traced integer scalar is a seed, so this also works under ``jit``.
+    """
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.key(int(key))
+    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
+    if dtype is not None and shape is not None:
+        if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+            return key
+        if dtype == np.uint32 and len(shape) >= 1:
+            return key
+        if len(shape) == 0 and jnp.issubdtype(dtype, jnp.integer):
+            return jax.random.key(key)
+    raise type_error(
+        layer,
+        f"{argument} must be a PRNG key such as jax.random.key(0), or an integer seed, "
+        f"got {describe(key)}. Pass jax.random.key(seed), or the integer seed itself.",
+    )
+
+
+def _check_sizes(layer: str, input_shape: Any) -> None:
+    """Raises if a dimension of a shape given to ``init`` is not ``None`` or a size."""
+    if hasattr(input_shape, "shape") and not isinstance(input_shape, jax.ShapeDtypeStruct):
+        raise type_error(
+            layer,
+            f"init takes the input's shape, got an array of shape {tuple(input_shape.shape)}. "
+            "Pass x.shape (with None for the batch if it varies, e.g. (None, *x.shape[1:])), "
+            "or jax.ShapeDtypeStruct(x.shape, x.dtype) when the dtype matters.",
+        )
+    if not isinstance(input_shape, (tuple, list)):
+        return  # a ShapeDtypeStruct, or something the layer itself rejects
+    if any(isinstance(d, (tuple, list, jax.ShapeDtypeStruct)) for d in input_shape):
+        for spec in input_shape:  # a tuple of shapes, one per input
+            _check_sizes(layer, spec)
+        return
+    for axis, size in enumerate(input_shape):
+        if size is None or (isinstance(size, (int, np.integer)) and size >= 0):
+            continue
+        if isinstance(size, (int, np.integer)):
+            raise shape_error(
+                layer,
+                f"dimension {axis} of the input shape {tuple(input_shape)} is {size}, "
+                "a negative size. Sizes are non-negative integers, or None where unknown "
+                "(the batch).",
+            )
+        raise type_error(
+            layer,
+            f"dimension {axis} of the input shape {tuple(input_shape)} is {describe(size)}, "
+            "not an integer. Sizes are integers, or None where unknown (the batch): "
+            "e.g. (None, 3); convert computed sizes with int(...).",
+        )
+
+
+def _bind(layer: str, call: str, args: tuple, kwargs: dict, fix: str) -> list[Any]:
+    """The values of ``call``'s arguments, by position or keyword (``kwargs`` keeps the rest).
+
+    ``call`` is ``"init(key, input_shape)"`` or ``"apply(params, state, x)"``.
+    """
+    names = call[call.index("(") + 1 : -1].split(", ")
+    values = list(args)
+    for name in names[len(values) :]:
+        if name not in kwargs:
+            break
+        values.append(kwargs.pop(name))
+    if len(values) == len(names) and not any(name in kwargs for name in names):
+        return values
+    given = f"got {len(values)} argument{'s' * (len(values) != 1)}"
+    if len(values) > len(names):
+        raise type_error(layer, f"expected {call}, {given}. {fix}")
+    if call.startswith("apply") and len(values) == 2:
+        missing = "was state left out?"  # net.apply(params, x): the usual slip
+    elif call.startswith("init") and len(values) == 1 and is_shape(values[0]):
+        missing = "was the key left out?"
+    else:
+        absent = names[len(values) :]
+        missing = f"{' and '.join(absent)} {'are' if len(absent) > 1 else 'is'} missing."
+    raise type_error(layer, f"expected {call}, {given}: {missing} {fix}")
+
+
+_INIT_FIX = (
+    "Call net.init(key, input_shape), e.g. net.init(jax.random.key(0), (None, 3)) "
+    "(an integer seed is a key too: net.init(0, (None, 3))); a layer with several "
+    "inputs takes one tuple of shapes."
+)
+_APPLY_FIX = (
+    "Call y, state = net.apply(params, state, x) with the params and state that init "
+    "returned ({} for a layer without state); key and train are keywords: "
+    "net.apply(params, state, x, key=key, train=True)."
+)
+
+_NEW_PARAMS = "_, params, state = net.init(key, input_shape)."
+_NEW_STATE = "y, state = net.apply(params, state, x), then pass the new state to the next call."
+
+
+def checked_init(init: Callable[..., Any], name: str) -> InitFn:
+    """``init`` behind the checks every layer shares: the arguments, the key, the sizes.
+
+    A wrapper does no work after tracing (``init`` is traced once under
+    ``jit``), and an ``init`` already checked is returned as it is.
+    """
+    if getattr(init, "_funcnet_checked", None) == name:
+        return cast(InitFn, init)
+    init = getattr(init, "_funcnet_unchecked", init)  # renamed: check under the new name
+
+    @functools.wraps(init)
+    def init_checked(*args: Any, **kwargs: Any) -> tuple[Any, Params, State]:
+        key, input_shape = _bind(name, "init(key, input_shape)", args, kwargs, _INIT_FIX)
+        key = as_key(name, "init's key", key)
+        _check_sizes(name, input_shape)
+        return init(key, input_shape, **kwargs)
+
+    init_checked._funcnet_checked = name  # type: ignore[attr-defined]
+    init_checked._funcnet_unchecked = init  # type: ignore[attr-defined]
+    return init_checked
+
+
+def checked_apply(apply: Callable[..., Any], name: str, init: Callable[..., Any]) -> ApplyFn:
+    """``apply`` behind the checks every layer shares, and a diagnosis of its failures.
+
+    Up front (cheap, in Python): the three arguments, ``None`` params or
+    state, the key. When ``apply`` fails with an error that is not already a
+    :class:`LayerError`, the params and state are compared with what
+    ``init`` makes for ``x``'s shape (by ``jax.eval_shape``); a difference
+    becomes a :class:`LayerValueError` naming the leaf, chained to the failure.
+    """
+    if getattr(apply, "_funcnet_checked", None) == name:
+        return cast(ApplyFn, apply)
+    apply = getattr(apply, "_funcnet_unchecked", apply)  # renamed: check under the new name
+
+    @functools.wraps(apply)
+    def apply_checked(*args: Any, **kwargs: Any) -> tuple[Any, State]:
+        params, state, x = _bind(name, "apply(params, state, x)", args, kwargs, _APPLY_FIX)
+        for what, tree, fix in (("params", params, _NEW_PARAMS), ("state", state, _NEW_STATE)):
+            if tree is None:
+                raise type_error(
+                    name,
+                    f"{what} is None; pass the {what} that init returned "
+                    f"({{}} for a layer without {what}): {fix}",
+                )
+        if kwargs.get("key") is not None:
+            kwargs["key"] = as_key(name, "apply's key", kwargs["key"])
+        try:
+            return apply(params, state, x, **kwargs)
+        except LayerError:
+            raise
+        except Exception as error:
+            problem = _mismatch(init, params, state, x)
+            if problem is None:
+                raise
+            raise LayerValueError(problem, (name,)) from error
+
+    apply_checked._funcnet_checked = name  # type: ignore[attr-defined]
+    apply_checked._funcnet_unchecked = apply  # type: ignore[attr-defined]
+    return apply_checked
+
+
+def _leaf_shape(leaf: Any) -> Any:
+    if leaf is None:
+        return None
+    if hasattr(leaf, "shape") or isinstance(leaf, (int, float, complex)):
+        return tuple(np.shape(leaf))
+    return type(leaf).__name__
+
+
+def _short(tree: Any) -> str:
+    text = str(jax.tree.map(_leaf_shape, tree, is_leaf=lambda a: a is None))
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _first_difference(what: str, got: Any, expected: Any) -> str | None:
+    """The first way the tree ``got`` differs from ``expected`` (ShapeDtypeStructs), or None."""
+    if isinstance(expected, dict) != isinstance(got, dict):
+        container = "a dict" if isinstance(expected, dict) else "not a dict"
+        return f"{what} should be {container}, got {type(got).__name__}"
+    got_leaves = {
+        jax.tree_util.keystr(path): leaf
+        for path, leaf in jax.tree_util.tree_leaves_with_path(got, is_leaf=lambda a: a is None)
+    }
+    want_leaves = {
+        jax.tree_util.keystr(path): tuple(leaf.shape)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(expected)
+    }
+    for path, shape in want_leaves.items():
+        if path not in got_leaves:
+            return f"{what}{path} (shape {shape}) is missing"
+        if _leaf_shape(got_leaves[path]) != shape:
+            return f"{what}{path} should have shape {shape}, got {_leaf_shape(got_leaves[path])}"
+    extra = [path for path in got_leaves if path not in want_leaves]
+    if extra:
+        return f"{what}{extra[0]} is not one of the {what} this layer makes"
+    return None
+
+
+def _mismatch(init: Callable[..., Any], params: Params, state: State, x: Any) -> str | None:
+    """How ``params``/``state`` differ from what ``init`` makes for ``x``'s shape, or None."""
+    try:
+        spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), x)
+        want = jax.eval_shape(lambda key: init(key, spec)[1:], jax.random.key(0))
+    except Exception:
+        return None  # x does not fit either: the original error says more
+    x_shapes = jax.tree.map(lambda a: tuple(np.shape(a)), x)
+    for what, got, expected in (("params", params, want[0]), ("state", state, want[1])):
+        problem = _first_difference(what, got, expected)
+        if problem:
+            return (
+                f"{problem}: for an input of shape {x_shapes}, init makes {what} "
+                f"{_short(expected)}, got {_short(got)}. Pass the {what} that this layer's own "
+                f"init returned (those of another layer, or of another input shape, do not fit)."
+            )
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -430,6 +687,12 @@ def from_stax(pair: tuple[Callable, Callable], name: str = "stax") -> Layer:
         >>> net.init(jax.random.key(0), (None, 3))[0]
         (None, 4)
     """
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(map(callable, pair))):
+        raise TypeError(
+            f"from_stax: pair must be a stax layer, the pair (init_fun, apply_fun) that "
+            f"stax.Dense(4) and the like return, got {describe(pair)}. A funcnet layer "
+            "needs no conversion; a plain function x -> y becomes a layer with Lambda(fn)."
+        )
     init_fun, apply_fun = pair
 
     def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
@@ -459,7 +722,7 @@ def from_stax(pair: tuple[Callable, Callable], name: str = "stax") -> Layer:
 
 def custom_layer(
     apply_fn: Callable[[Params, Any], Any],
-    init_params: Callable[[jax.Array, Shape], Params],
+    init_params: Callable[[jax.Array, Shape], Params] | None,
     name: str = "custom",
 ) -> Layer:
     """A layer from ``apply_fn(params, x) -> y`` and ``init_params(key, input_shape)``.
@@ -478,8 +741,27 @@ def custom_layer(
         >>> out, params["s"].shape
         ((None, 3), (3,))
     """
+    # init_params may be None for a layer that is only applied (to params made elsewhere).
+    for argument, value, form in (
+        ("apply_fn", apply_fn, "apply_fn(params, x) -> y"),
+        ("init_params", init_params, "init_params(key, input_shape) -> params"),
+    ):
+        if (value is not None or argument == "apply_fn") and (
+            not callable(value) or isinstance(value, Layer)
+        ):
+            raise TypeError(
+                f"custom_layer: {argument} must be a function {form}, got {describe(value)}. "
+                "Pass custom_layer(apply_fn, init_params, name=...); a funcnet Layer needs "
+                "no wrapping."
+            )
 
     def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
+        if init_params is None:
+            raise type_error(
+                name,
+                "this custom_layer was built without init_params, so it has no init. "
+                "Pass init_params(key, input_shape) -> params to custom_layer.",
+            )
         params = init_params(key, shape_of(input_shape) if is_shape(input_shape) else input_shape)
         output_shape = infer_output_shape(lambda x: apply_fn(params, x), input_shape)
         return output_shape, params, {}

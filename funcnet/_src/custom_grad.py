@@ -29,6 +29,7 @@ from funcnet._src.core import (
     Params,
     Shape,
     State,
+    describe,
     infer_output_shape,
     is_shape,
     shape_error,
@@ -119,6 +120,16 @@ def custom_vjp_layer(
         >>> jax.grad(lambda x: halve_grad.apply({}, {}, x)[0].sum())(jnp.ones(2)).tolist()
         [0.5, 0.5]
     """
+    for argument, value, form in (
+        ("forward", forward, "forward(params, x) -> (y, residuals)"),
+        ("backward", backward, "backward(residuals, dy) -> (dparams, dx)"),
+        ("init_params", init_params, "init_params(key, input_shape) -> params"),
+    ):
+        if not callable(value) or isinstance(value, Layer):
+            raise TypeError(
+                f"custom_vjp_layer: {argument} must be a function {form}, got {describe(value)}. "
+                "Pass custom_vjp_layer(forward, backward, init_params, name=...)."
+            )
 
     def call_forward(params: Params, x: Any) -> tuple[Any, Any]:
         result = forward(params, x)
@@ -284,6 +295,17 @@ def check_layer_grads(
         >>> fn.check_layer_grads(net, params, jnp.ones((4, 2))).ok
         True
     """
+    if not isinstance(layer, Layer):
+        fix = (
+            "A layer constructor is a call (fn.Dense(3), not fn.Dense); a plain function "
+            "x -> y becomes a layer with fn.Lambda(f)."
+            if callable(layer)
+            else "Pass the layer or model itself, e.g. check_layer_grads(net, params, x)."
+        )
+        raise TypeError(
+            f"check_layer_grads: layer must be a funcnet Layer (a layer or a model built "
+            f"with serial(...)), got {describe(layer)}. {fix}"
+        )
     with jax.enable_x64(True):
         params, x = jax.tree.map(_to_float64, (params, x))
         if state is None:
