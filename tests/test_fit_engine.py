@@ -352,7 +352,8 @@ def test_the_train_step_donates_the_old_state():
 
 def test_bad_keys_and_modes_are_named():
     with pytest.raises(
-        TypeError, match=r"^key must be a jax.random.key\(...\) or an integer seed, got str"
+        TypeError,
+        match=r"^init_train_state: key must be a jax.random.key\(...\) or an integer seed, got str",
     ):
         fn.init_train_state(NET, OPT, (None, 3), key="seed")
     with pytest.raises(

@@ -167,6 +167,15 @@ def categorical_crossentropy(
         >>> round(float(categorical_crossentropy(logits, jnp.array([[1.0, 0.0]]), from_logits=True)), 4)
         0.6931
     """
+    targets = jnp.asarray(targets)
+    if jnp.issubdtype(targets.dtype, jnp.integer) and targets.shape == jnp.shape(predictions)[:-1]:
+        # The reverse of sparse_categorical_crossentropy's float-targets hint.
+        raise ValueError(
+            f"categorical_crossentropy: targets must be one-hot vectors of the predictions' shape "
+            f"{jnp.shape(predictions)}, got integer class labels of shape {targets.shape}. For "
+            "integer labels use loss='sparse_categorical_crossentropy', or one-hot encode them "
+            "with jax.nn.one_hot(y, classes)."
+        )
     predictions, targets = _same_shape("categorical_crossentropy", predictions, targets)
     if from_logits:
         return jnp.mean(optax.losses.softmax_cross_entropy(predictions, targets))

@@ -19,9 +19,46 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def as_arrays(data: Any) -> Any:
-    """``data`` with every leaf a ``jax.Array`` (lists become arrays)."""
-    return jax.tree.map(jnp.asarray, data)
+def _is_nested_numbers(node: Any) -> bool:
+    """Whether ``node`` is a (nested) Python list of numbers: one array, not a list of inputs."""
+    if not isinstance(node, list) or not node:
+        return False
+    return all(
+        isinstance(item, (int, float, bool, np.number)) or _is_nested_numbers(item) for item in node
+    )
+
+
+def as_arrays(data: Any, where: str = "fit", name: str = "x") -> Any:
+    """``data`` with every leaf a ``jax.Array``.
+
+    A nested list of numbers is one array (``[[0, 1], [1, 0]]`` is ``[2, 2]``,
+    as numpy and Keras read it); a tuple holds several arrays. Arrays of
+    strings or objects that are not numbers are refused, naming ``name``.
+
+    Example:
+        >>> as_arrays([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]).shape
+        (3, 2)
+    """
+
+    def convert(leaf: Any) -> jax.Array:
+        if isinstance(leaf, jax.Array):
+            return leaf
+        array = given = np.asarray(leaf)
+        if array.dtype.kind == "O":  # e.g. a pandas column of numbers
+            try:
+                array = np.asarray(array.tolist())
+            except ValueError:  # ragged rows: reported below as an object array
+                pass
+        if array.dtype.kind in "OUSV":
+            what = "strings" if array.dtype.kind in "US" else "Python objects"
+            raise TypeError(
+                f"{where}: {name} must hold numbers, got an array of dtype {given.dtype} "
+                f"({what}). Encode it as numbers first (e.g. class indices with "
+                "np.unique(values, return_inverse=True), or float(...) for numeric text)."
+            )
+        return jnp.asarray(array)
+
+    return jax.tree.map(convert, data, is_leaf=_is_nested_numbers)
 
 
 def num_examples(where: str, name: str, data: Any) -> int:
@@ -53,7 +90,7 @@ def check_pair(where: str, x: Any, y: Any) -> int:
     return n_x
 
 
-def check_batch_size(batch_size: int | None, n: int) -> int:
+def check_batch_size(batch_size: int | None, n: int, where: str = "fit") -> int:
     """Resolves ``batch_size``: None is ``min(32, n)``; otherwise ``1 <= batch_size <= n``."""
     if batch_size is None:
         return min(32, n)
@@ -62,10 +99,10 @@ def check_batch_size(batch_size: int | None, n: int) -> int:
         or isinstance(batch_size, bool)
         or batch_size <= 0
     ):
-        raise ValueError(f"fit: batch_size must be a positive integer, got {batch_size!r}.")
+        raise ValueError(f"{where}: batch_size must be a positive integer, got {batch_size!r}.")
     if batch_size > n:
         raise ValueError(
-            f"fit: batch_size {batch_size} is larger than the dataset ({n} examples). "
+            f"{where}: batch_size {batch_size} is larger than the dataset ({n} examples). "
             f"The rule: 1 <= batch_size <= number of examples. Use batch_size={n} for "
             "full-batch training, or batch_size=None for min(32, n)."
         )

@@ -19,7 +19,8 @@ import optax
 
 from funcnet._src.core import Layer
 from funcnet._src.losses import Loss, get_loss
-from funcnet._src.metrics import Metric, get_metric
+from funcnet._src.metrics import Metric
+from funcnet._src.training.arguments import check_net, get_metrics, get_optimizer
 from funcnet._src.training.callbacks import injected_hyperparam, with_hyperparam
 from funcnet._src.training.data import as_arrays, check_batch_size, check_pair, example_spec
 from funcnet._src.training.engine import Training, epoch_function, nonfinite_step
@@ -80,11 +81,10 @@ def _init_many(
     net: Layer,
     optimizer: optax.GradientTransformation,
     x: Any,
-    seeds: Sequence[int],
+    keys: jax.Array,
     hyperparams: Mapping[str, Sequence[float]],
 ) -> TrainState:
     spec = example_spec(x)
-    keys = jnp.stack([as_key(int(seed)) for seed in seeds])
     ts = jax.vmap(lambda key: init_train_state(net, optimizer, spec, key=key))(keys)
     if hyperparams:
         missing = [n for n in hyperparams if injected_hyperparam(ts.opt_state, n) is None]
@@ -99,6 +99,28 @@ def _init_many(
             opt_state = with_hyperparam(opt_state, name, np.asarray(values, np.float32))
         ts = ts._replace(opt_state=opt_state)
     return ts
+
+
+def _model_keys(seeds: Any) -> jax.Array:
+    """One key per model, stacked: from a number of models, or from a list of seeds or keys."""
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        seeds = range(int(seeds))
+    elif isinstance(seeds, jax.Array) and jnp.issubdtype(seeds.dtype, jax.dtypes.prng_key):
+        seeds = list(seeds) if seeds.ndim == 1 else [seeds]
+    elif isinstance(seeds, (str, bytes)) or not isinstance(seeds, (Sequence, range, np.ndarray)):
+        raise TypeError(
+            "fit_many: seeds must be the number of models (e.g. seeds=4) or one integer seed "
+            f"or jax.random.key per model (e.g. seeds=[0, 1, 2]), got {type(seeds).__name__}: "
+            f"{seeds!r:.80}."
+        )
+    keys = [as_key(seed, f"fit_many: seeds[{i}]") for i, seed in enumerate(seeds)]
+    if not keys:
+        raise ValueError("fit_many: seeds must name at least one model.")
+    # Typed keys throughout: a raw uint32 key and a typed one cannot be stacked.
+    return jnp.stack(
+        [k if jnp.issubdtype(k.dtype, jax.dtypes.prng_key) else jax.random.wrap_key_data(k)
+         for k in keys]
+    )  # fmt: skip
 
 
 def _means(sums: np.ndarray, examples: np.ndarray) -> np.ndarray:
@@ -119,13 +141,13 @@ def fit_many(
     y: Any,
     *,
     loss: str | Loss,
-    optimizer: optax.GradientTransformation,
-    seeds: Sequence[int] | int,
+    optimizer: optax.GradientTransformation | str,
+    seeds: Sequence[int | jax.Array] | int,
     hyperparams: Mapping[str, Sequence[float]] | None = None,
     epochs: int = 1,
     batch_size: int | None = None,
     shuffle: bool = True,
-    metrics: Sequence[str | Metric] = (),
+    metrics: str | Metric | Sequence[str | Metric] = (),
     on_nonfinite: str = "stop",
     verbose: int = 0,
 ) -> FitManyResult:
@@ -136,9 +158,10 @@ def fit_many(
         x: the training inputs, shared by every model.
         y: the training targets, shared by every model.
         loss: a loss function or name.
-        optimizer: an optax optimizer; to sweep hyperparameters, build it with
-            ``optax.inject_hyperparams``.
-        seeds: one integer seed per model, or the number of models (seeds 0..n-1).
+        optimizer: an optax optimizer, or a Keras name as in :func:`funcnet.fit`;
+            to sweep hyperparameters, build it with ``optax.inject_hyperparams``.
+        seeds: one integer seed (or ``jax.random.key``) per model, or the
+            number of models (seeds 0..n-1).
         hyperparams: ``{name: one value per model}``, e.g.
             ``{"learning_rate": [0.01, 0.03, 0.1, 0.3]}``.
         epochs: as in :func:`funcnet.fit`.
@@ -165,15 +188,16 @@ def fit_many(
         >>> result.params["w"].shape, result.history["loss"].shape, result.nonfinite
         ((3, 1, 1), (3, 5), (None, None, None))
     """
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    if not seed_list:
-        raise ValueError("fit_many: seeds must name at least one model.")
+    check_net(net, "fit_many")
+    optimizer = get_optimizer(optimizer, "fit_many")
+    keys = _model_keys(seeds)
+    models = int(keys.shape[0])
     hyperparams = dict(hyperparams or {})
     for name, values in hyperparams.items():
-        if len(values) != len(seed_list):
+        if len(values) != models:
             raise ValueError(
                 f"fit_many: hyperparams[{name!r}] has {len(values)} values but there are "
-                f"{len(seed_list)} models (seeds); give one value per model."
+                f"{models} models (seeds); give one value per model."
             )
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"fit_many: epochs must be an integer >= 0, got {epochs!r}.")
@@ -182,15 +206,14 @@ def fit_many(
             f"fit_many: on_nonfinite must be one of {', '.join(NONFINITE)}, got {on_nonfinite!r}."
         )
     loss_fn = get_loss(loss)
-    metric_fns = tuple(get_metric(m) for m in metrics)
-    x, y = as_arrays(x), as_arrays(y)
+    metric_fns = get_metrics(metrics, "fit_many")
+    x, y = as_arrays(x, "fit_many", "x"), as_arrays(y, "fit_many", "y")
     n = check_pair("fit_many", x, y)
-    batch_size = check_batch_size(batch_size, n)
-    ts = _init_many(net, optimizer, x, seed_list, hyperparams)
+    batch_size = check_batch_size(batch_size, n, "fit_many")
+    ts = _init_many(net, optimizer, x, keys, hyperparams)
     training = Training(net, loss_fn, optimizer, metric_fns, on_nonfinite)
     program = _epoch_program(training, n, batch_size, shuffle)
     names = training.log_names
-    models = len(seed_list)
     columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
     first: list[NonFinite | None] = [None] * models
     halted = np.zeros(models, bool)  # models stopped by a non-finite step ("stop")

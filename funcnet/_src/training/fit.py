@@ -22,9 +22,15 @@ from jax.sharding import Mesh
 from funcnet._src.compilation_cache import enable_from_environment
 from funcnet._src.core import Layer
 from funcnet._src.losses import Loss, check_first_batch, crossentropy_kind, get_loss
-from funcnet._src.metrics import Metric, get_metric
+from funcnet._src.metrics import Metric
 from funcnet._src.parallel.sharding import ParamRule
 from funcnet._src.parallel.sharding import layout as make_layout
+from funcnet._src.training.arguments import (
+    check_net,
+    check_positive_int,
+    get_metrics,
+    get_optimizer,
+)
 from funcnet._src.training.callbacks import (
     Callback,
     ModelCheckpoint,
@@ -43,7 +49,7 @@ from funcnet._src.training.engine import ArrayEngine, Engine, StreamEngine, Trai
 from funcnet._src.training.inference import eval_program, evaluate_arrays, predict
 from funcnet._src.training.progress import Progress
 from funcnet._src.training.resume import as_manager, resume_fit
-from funcnet._src.training.step import History, NonFinite, TrainState, init_train_state
+from funcnet._src.training.step import History, NonFinite, TrainState, as_key, init_train_state
 
 LOOPS = ("auto", "scan", "python")
 NONFINITE = ("stop", "skip", "ignore")
@@ -95,6 +101,20 @@ def _check_options(epochs: Any, loop: str, on_nonfinite: str, steps_per_executio
         )
 
 
+def _callback_list(callbacks: Any) -> list[Any]:
+    """``callbacks`` as a list: a single callback (not in a list) is a list of one."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback) or callable(callbacks) or hasattr(callbacks, "on_epoch_end"):
+        return [callbacks]
+    if not isinstance(callbacks, Iterable) or isinstance(callbacks, (str, bytes, dict)):
+        raise TypeError(
+            f"fit: callbacks must be a list of callbacks, e.g. callbacks=[fn.callbacks."
+            f"EarlyStopping(patience=3)], got {type(callbacks).__name__}: {callbacks!r:.80}."
+        )
+    return list(callbacks)
+
+
 def _resolve_verbose(verbose: int | str) -> int:
     if verbose == "auto":
         return 1 if sys.stderr is not None and sys.stderr.isatty() else 0
@@ -116,18 +136,18 @@ def fit(
     y: Any = None,
     *,
     loss: str | Loss,
-    optimizer: optax.GradientTransformation,
+    optimizer: optax.GradientTransformation | str,
     epochs: int = 1,
     batch_size: int | None = None,
     shuffle: bool = True,
-    metrics: Sequence[str | Metric] = (),
+    metrics: str | Metric | Sequence[str | Metric] = (),
     key: jax.Array | int | None = None,
     train_state: TrainState | None = None,
     checkpoint: Any = None,
     resume: Any = False,
     validation_data: tuple[Any, Any] | None = None,
     validation_split: float = 0.0,
-    callbacks: Sequence[Any] = (),
+    callbacks: Any = (),
     verbose: int | str = "auto",
     steps_per_execution: int | None = None,
     steps_per_epoch: int | None = None,
@@ -147,12 +167,16 @@ def fit(
             (then leave ``y`` as None).
         y: targets ``[n, ...]`` (a tuple for several outputs).
         loss: a loss function or name ("mse", "binary_crossentropy", ...).
-        optimizer: an optax optimizer, e.g. ``optax.sgd(0.01)``.
+        optimizer: an optax optimizer, e.g. ``optax.sgd(0.01)``, or a Keras
+            name ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta",
+            "adamax", "nadam", "lion", "lamb") built with Keras 3's defaults
+            (learning rate 0.01 for sgd, 0.001 for the others).
         epochs: passes over the data (0 trains nothing).
         batch_size: examples per step; None means ``min(32, n)``. Must not
             exceed the number of examples.
         shuffle: reshuffle the examples every epoch, on the device.
-        metrics: metric functions or names, logged per epoch (on the device).
+        metrics: metric functions or names (or a single one), logged per
+            epoch (on the device).
         key: key or integer seed for init, shuffling and dropout (default 0).
         train_state: continue from this state (e.g. ``result.train_state``)
             instead of initialising. Its buffers are donated: do not reuse it.
@@ -171,7 +195,8 @@ def fit(
         validation_split: hold out this last fraction of ``(x, y)`` (taken
             before shuffling, as Keras does) as validation data.
         callbacks: :class:`~funcnet.callbacks.Callback` objects, objects with
-            ``on_epoch_end(epoch, logs)``, or functions ``f(epoch, logs)``.
+            ``on_epoch_end(epoch, logs)``, or functions ``f(epoch, logs)``
+            (a list, or a single one).
         verbose: 0 silent, 1 a progress bar, 2 one line per epoch; "auto" (the
             default) is 1 when stderr is a terminal and 0 otherwise (logs, pipes, CI).
         steps_per_execution: steps per compiled chunk (None: a whole epoch);
@@ -211,9 +236,13 @@ def fit(
         >>> round(float(fn.predict(fn.Dense(1), result.params, result.state, np.array([[10.0]]))[0, 0]))
         19
     """
+    check_net(net, "fit")
     loss_fn = get_loss(loss)
-    metric_fns = tuple(get_metric(m) for m in metrics)
+    optimizer = get_optimizer(optimizer, "fit")
+    metric_fns = get_metrics(metrics, "fit")
     _check_options(epochs, loop, on_nonfinite, steps_per_execution)
+    check_positive_int("fit", "steps_per_epoch", steps_per_epoch)
+    hooks = [as_callback(c) for c in _callback_list(callbacks)]
     verbose = _resolve_verbose(verbose)
     placement = make_layout(mesh, data_axis, param_sharding, "fit")
     if placement is not None and jax.process_index() != 0:
@@ -241,7 +270,7 @@ def fit(
                 "fit: y is missing. Pass targets as fit(net, x, y, ...), or an iterable of "
                 "(x, y) batches as x."
             )
-        x, y = as_arrays(x), as_arrays(y)
+        x, y = as_arrays(x, "fit", "x"), as_arrays(y, "fit", "y")
         if validation_split:
             if validation_data is not None:
                 raise ValueError("fit: give validation_data or validation_split, not both.")
@@ -257,8 +286,7 @@ def fit(
             steps_per_execution=steps_per_execution, loop=loop, like=ts,
         )  # fmt: skip
     _check_loss_inputs(training, ts, engine, x, y, batch_size)
-    validator = _validator(net, loss_fn, metric_fns, validation_data, batch_size)
-    hooks = [as_callback(c) for c in callbacks]
+    validator = _validator(net, loss_fn, metric_fns, validation_data, batch_size, ts)
     if on_nonfinite == "stop" and not any(isinstance(c, TerminateOnNaN) for c in hooks):
         hooks.insert(0, TerminateOnNaN())
     saver = None
@@ -282,7 +310,9 @@ def _first_state(
     """The run's first train state (given, initialised or resumed), the epochs done, the history."""
     ts = train_state
     if ts is None:
-        ts = init_train_state(training.net, training.optimizer, input_spec, key=key)
+        ts = init_train_state(
+            training.net, training.optimizer, input_spec, key=as_key(key, "fit: key")
+        )
     if training.layout is not None:
         ts = training.layout.place_state(ts)
     return resume_fit(resume, checkpoint, ts, training.net, input_spec, train_state is not None)
@@ -319,15 +349,28 @@ def _validator(
     metrics: tuple[tuple[str, Metric], ...],
     validation_data: tuple[Any, Any] | None,
     batch_size: int | None,
+    ts: TrainState,
 ) -> Callable[[TrainState], dict[str, float]] | None:
     if validation_data is None:
         return None
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
         raise ValueError("fit: validation_data must be a pair (x_val, y_val).")
-    x_val, y_val = as_arrays(validation_data[0]), as_arrays(validation_data[1])
+    x_val = as_arrays(validation_data[0], "fit", "validation_data's x")
+    y_val = as_arrays(validation_data[1], "fit", "validation_data's y")
     n_val = check_pair("fit (validation_data)", x_val, y_val)
     program = eval_program(net, loss, metrics)
     size = min(batch_size or 256, n_val)
+    # Traced once now, on the first validation batch's shapes, so that data
+    # the model cannot take fails before training, naming validation_data.
+    first = slice(0, size)
+    try:
+        program.trace(ts.params, ts.state, take(x_val, first), take(y_val, first))
+    except (ValueError, TypeError) as error:
+        kind = TypeError if isinstance(error, TypeError) else ValueError
+        raise kind(
+            f"fit: validation_data does not fit the model: {error} The validation x and y "
+            "must look like the training x and y (the same shape per example)."
+        ) from error
 
     def validate(ts: TrainState) -> dict[str, float]:
         logs = evaluate_arrays(program, ts.params, ts.state, x_val, y_val, n_val, size)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
 
 from funcnet._src.core import Layer, Params, State
 from funcnet._src.losses import Loss, get_loss
-from funcnet._src.metrics import Metric, get_metric
+from funcnet._src.metrics import Metric
+from funcnet._src.training.arguments import check_net, check_positive_int, get_metrics
 from funcnet._src.training.data import as_arrays, check_pair, num_examples, take
 from funcnet._src.training.model_cache import ModelCache
-from funcnet._src.training.programs import shared_jit
+from funcnet._src.training.programs import SharedProgram, shared_jit
 
 # Compiled per model, and dropped with it.
 _PROGRAMS: ModelCache[Callable] = ModelCache()
@@ -29,7 +30,7 @@ def _predict_program(net: Layer) -> Callable:
     return _PROGRAMS.get(net, "predict", build)
 
 
-def eval_program(net: Layer, loss: Loss, metrics: tuple[tuple[str, Metric], ...]) -> Callable:
+def eval_program(net: Layer, loss: Loss, metrics: tuple[tuple[str, Metric], ...]) -> SharedProgram:
     """``(params, state, x, y) -> {name: sum over the batch}``: losses and metrics on the device."""
 
     def build(net: Layer) -> Callable:
@@ -43,12 +44,12 @@ def eval_program(net: Layer, loss: Loss, metrics: tuple[tuple[str, Metric], ...]
 
         return shared_jit(sums)
 
-    return _PROGRAMS.get(net, ("evaluate", loss, metrics), build)
+    return cast(SharedProgram, _PROGRAMS.get(net, ("evaluate", loss, metrics), build))
 
 
 def batches(n: int, batch_size: int | None) -> list[slice]:
     """Consecutive slices of at most ``batch_size`` (all ``n`` when None)."""
-    size = n if batch_size is None else max(1, int(batch_size))
+    size = n if batch_size is None else int(batch_size)
     return [slice(i, min(i + size, n)) for i in range(0, n, size)] or [slice(0, 0)]
 
 
@@ -85,7 +86,9 @@ def predict(
         >>> fn.predict(net, params, state, np.ones((4, 3), np.float32)).shape
         (4, 2)
     """
-    x = as_arrays(x)
+    check_net(net, "predict")
+    check_positive_int("predict", "batch_size", batch_size)
+    x = as_arrays(x, "predict", "x")
     n = num_examples("predict", "x", x)
     forward = _predict_program(net)
     parts = [forward(params, state, take(x, s)) for s in batches(n, batch_size)]
@@ -102,7 +105,7 @@ def evaluate(
     y: Any,
     *,
     loss: str | Loss,
-    metrics: Sequence[str | Metric] = (),
+    metrics: str | Metric | Sequence[str | Metric] = (),
     batch_size: int | None = None,
 ) -> dict[str, float]:
     """The loss and metrics of the model on ``(x, y)``, in inference mode.
@@ -117,7 +120,9 @@ def evaluate(
         >>> fn.evaluate(net, params, state, np.ones((4, 1), np.float32), np.zeros((4, 1)), loss="mse")
         {'loss': 1.0}
     """
-    x, y = as_arrays(x), as_arrays(y)
+    check_net(net, "evaluate")
+    check_positive_int("evaluate", "batch_size", batch_size)
+    x, y = as_arrays(x, "evaluate", "x"), as_arrays(y, "evaluate", "y")
     n = check_pair("evaluate", x, y)
-    program = eval_program(net, get_loss(loss), tuple(get_metric(m) for m in metrics))
+    program = eval_program(net, get_loss(loss), get_metrics(metrics, "evaluate"))
     return evaluate_arrays(program, params, state, x, y, n, batch_size)

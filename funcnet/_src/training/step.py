@@ -22,6 +22,7 @@ from funcnet._src.losses import Loss, get_loss
 from funcnet._src.metrics import Metric
 from funcnet._src.parallel.sharding import Layout, ParamRule
 from funcnet._src.parallel.sharding import layout as make_layout
+from funcnet._src.training.arguments import check_net, get_optimizer
 from funcnet._src.training.init_program import run_compiled
 
 History = dict[str, list[float]]
@@ -46,24 +47,43 @@ class TrainState(NamedTuple):
     key: jax.Array
 
 
-def as_key(key: jax.Array | int | None) -> jax.Array:
-    """A PRNG key from a key, an integer seed, or None (seed 0)."""
+def as_key(key: jax.Array | int | None, where: str = "key") -> jax.Array:
+    """A PRNG key from a key, an integer seed, or None (seed 0).
+
+    One rule for every training entry point: ``key=0`` and
+    ``key=jax.random.key(0)`` are the same run; anything else is a TypeError
+    that starts with ``where`` (e.g. ``"fit: key"``).
+
+    Example:
+        >>> bool((jax.random.key_data(as_key(3)) == jax.random.key_data(jax.random.key(3))).all())
+        True
+    """
     if key is None:
         return jax.random.key(0)
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
         return jax.random.key(int(key))
-    if isinstance(key, jax.Array) and (
-        jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.shape == (2,)
-    ):
-        return key
+    if isinstance(key, jax.Array) and key.shape == ():
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            return key
+    if isinstance(key, jax.Array) and key.shape == (2,) and key.dtype == jnp.uint32:
+        return key  # a raw key, from jax.random.PRNGKey
+    if isinstance(key, jax.Array) and key.shape == () and jnp.issubdtype(key.dtype, jnp.integer):
+        return jax.random.key(int(key))
     raise TypeError(
-        f"key must be a jax.random.key(...) or an integer seed, got {type(key).__name__}: {key!r}."
+        f"{where} must be a jax.random.key(...) or an integer seed, got "
+        f"{type(key).__name__}{_shape_of(key)}: {key!r:.80}. Pass e.g. key=0."
     )
+
+
+def _shape_of(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    return f" of shape {tuple(shape)} and dtype {dtype}" if shape is not None else ""
 
 
 def init_train_state(
     net: Layer,
-    optimizer: optax.GradientTransformation,
+    optimizer: optax.GradientTransformation | str,
     input_shape: Any,
     *,
     key: jax.Array | int | None = None,
@@ -72,16 +92,20 @@ def init_train_state(
 
     Args:
         net: the model.
-        optimizer: an optax optimizer.
+        optimizer: an optax optimizer, or a Keras name as in :func:`funcnet.fit`
+            ("adam": Keras's defaults).
         input_shape: the model's input shape (batch may be ``None``).
         key: a key or integer seed (default 0) for init and for training randomness.
 
     Example:
         >>> import optax, funcnet as fn
-        >>> ts = fn.init_train_state(fn.Dense(1), optax.sgd(0.01), (None, 1), key=0)
+        >>> ts = fn.init_train_state(fn.Dense(1), "sgd", (None, 1), key=0)
         >>> int(ts.step)
         0
     """
+    check_net(net, "init_train_state")
+    optimizer = get_optimizer(optimizer, "init_train_state")
+    key = as_key(key, "init_train_state: key")
 
     def build(key: jax.Array) -> TrainState:
         init_key, train_key = jax.random.split(key)
@@ -91,7 +115,7 @@ def init_train_state(
         )
 
     # One compiled program rather than dozens of eager operations (init_program.py).
-    return run_compiled(build, as_key(key), identity=(optimizer, input_shape), owner=net.init)
+    return run_compiled(build, key, identity=(optimizer, input_shape), owner=net.init)
 
 
 def _check_scalar_loss(value: Any) -> None:
@@ -227,7 +251,7 @@ def train_step_with_logs(
 def make_train_step(
     net: Layer,
     loss: str | Loss,
-    optimizer: optax.GradientTransformation,
+    optimizer: optax.GradientTransformation | str,
     *,
     donate: bool = True,
     mesh: Mesh | Sequence[Any] | None = None,
@@ -243,7 +267,8 @@ def make_train_step(
     Args:
         net: the model.
         loss: a loss function ``loss(predictions, targets) -> scalar`` or its name.
-        optimizer: an optax optimizer.
+        optimizer: an optax optimizer, or a Keras name as in :func:`funcnet.fit`
+            (give :func:`init_train_state` the same optimizer object or name).
         donate: donate the input train state's buffers, so params update in
             place; the train state passed in must not be used again.
         mesh: data parallelism: a ``jax.sharding.Mesh`` or a list of devices.
@@ -267,6 +292,8 @@ def make_train_step(
         >>> int(ts.step)
         1
     """
+    check_net(net, "make_train_step")
+    optimizer = get_optimizer(optimizer, "make_train_step")
     placement = make_layout(mesh, data_axis, param_sharding, "make_train_step")
     logged = train_step_with_logs(
         net, get_loss(loss), optimizer, layout=placement, where="train step"
