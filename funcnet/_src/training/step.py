@@ -227,11 +227,13 @@ def train_step_with_logs(
             new_ts = TrainState(params, new_state, opt_state, ts.step + 1, ts.key)
             return layout.constrain_state(new_ts) if layout is not None else new_ts
 
-        if not guard:
-            one = jnp.ones((), bool)
-            return StepResult(update(ts), logs, one, jnp.zeros((), jnp.int32), one)
         loss_finite = jnp.isfinite(value)
         grads_finite = _finite_sum(grads, value)
+        if not guard:
+            # Every update is applied; the first non-finite loss or gradient
+            # is still reported, as with the guard.
+            cause = jnp.where(~loss_finite, 1, 0).astype(jnp.int32)
+            return StepResult(update(ts), logs, grads_finite, cause, jnp.ones((), bool))
         # What the update would produce, checked before it is applied: an
         # overflow (float16 params, a large learning rate) gives inf params
         # from finite gradients. The optimizer runs here once more, but only
