@@ -36,7 +36,8 @@ def Dropout(rate: float, *, name: str = "Dropout") -> Layer:
 
     Returns:
         A parameterless layer mapping ``[batch, ...]`` to the same shape.
-        ``apply`` needs ``key=`` when ``train=True``.
+        ``apply`` needs ``key=`` when ``train=True``: a ``jax.random.key`` or
+        an integer seed (``key=42`` is ``key=jax.random.key(42)``).
 
     Example:
         >>> import jax, jax.numpy as jnp, funcnet as fn
@@ -48,6 +49,8 @@ def Dropout(rate: float, *, name: str = "Dropout") -> Layer:
         >>> y, _ = net.apply(params, state, x, train=True, key=jax.random.key(1))
         >>> sorted(set(y.ravel().tolist()) - {0.0, 2.0})  # dropped or doubled
         []
+        >>> bool((net.apply(params, state, x, train=True, key=1)[0] == y).all())  # a seed
+        True
     """
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
         raise ValueError(
