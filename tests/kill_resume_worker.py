@@ -40,7 +40,7 @@ def run(epochs: int, **kwargs: Any) -> fn.FitResult:
         NET,
         x,
         y,
-        loss="binary_crossentropy",
+        loss=fn.losses.get("binary_crossentropy", from_logits=True),  # NET ends in a logit
         optimizer=optax.adam(0.02),
         epochs=epochs,
         batch_size=8,
