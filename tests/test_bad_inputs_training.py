@@ -291,3 +291,17 @@ def test_no_seeds_means_no_models():
     for seeds in (0, -1, []):
         with pytest.raises(ValueError, match=r"^fit_many: seeds must name at least one model"):
             fn.fit_many(NET, X, Y, loss="mse", optimizer=OPT, seeds=seeds)
+
+
+def test_bfloat16_and_float8_arrays_are_numbers_but_records_are_not():
+    import ml_dtypes
+
+    from funcnet._src.training.data import as_arrays
+
+    for dtype in (ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn):
+        assert as_arrays(np.ones((2, 2), dtype), "fit", "x").dtype == dtype
+    records = np.zeros(2, dtype=[("a", np.float32), ("b", np.int32)])
+    with pytest.raises(
+        TypeError, match=r"^fit: x must hold numbers, got an array of dtype .* \(records\)"
+    ):
+        as_arrays(records, "fit", "x")

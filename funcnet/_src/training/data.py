@@ -49,8 +49,13 @@ def as_arrays(data: Any, where: str = "fit", name: str = "x") -> Any:
                 array = np.asarray(array.tolist())
             except ValueError:  # ragged rows: reported below as an object array
                 pass
-        if array.dtype.kind in "OUSV":
-            what = "strings" if array.dtype.kind in "US" else "Python objects"
+        # Kind "V" is also ml_dtypes' bfloat16 and float8: numbers JAX takes.
+        if array.dtype.kind in "OUS" or (
+            array.dtype.kind == "V" and not jnp.issubdtype(array.dtype, jnp.number)
+        ):
+            what = {"U": "strings", "S": "strings", "V": "records"}.get(
+                array.dtype.kind, "Python objects"
+            )
             raise TypeError(
                 f"{where}: {name} must hold numbers, got an array of dtype {given.dtype} "
                 f"({what}). Encode it as numbers first (e.g. class indices with "
