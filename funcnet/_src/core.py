@@ -293,27 +293,48 @@ def describe(value: Any) -> str:
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
-def as_key(layer: str, argument: str, key: Any) -> jax.Array:
-    """``key`` as a PRNG key: keys pass through, an integer seed ``s`` becomes ``jax.random.key(s)``.
+def key_from(value: Any) -> jax.Array | None:
+    """``value`` as a PRNG key, or None if it is neither a key nor an integer seed.
 
-    Raw ``uint32`` key data (``jax.random.PRNGKey``) passes through too, and
-    a traced integer scalar is a seed, so this also works under ``jit``.
+    The one rule for every place funcnet takes a key: a typed key
+    (``jax.random.key``) and raw ``uint32`` key data (``jax.random.PRNGKey``)
+    pass through (one key: not a batch of keys); an integer seed ``s``, Python or a traced integer scalar
+    (so this works under ``jit``), becomes ``jax.random.key(s)``. Callers
+    raise their own error on None, in their own voice (a layer's or an
+    argument's).
+
+    Example:
+        >>> import jax
+        >>> bool((jax.random.key_data(key_from(3)) == jax.random.key_data(jax.random.key(3))).all())
+        True
+        >>> key_from("3") is None
+        True
     """
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.key(int(key))
-    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
-    if dtype is not None and shape is not None:
-        if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-            return key
-        if dtype == np.uint32 and len(shape) >= 1:
-            return key
-        if len(shape) == 0 and jnp.issubdtype(dtype, jnp.integer):
-            return jax.random.key(key)
-    raise type_error(
-        layer,
-        f"{argument} must be a PRNG key such as jax.random.key(0), or an integer seed, "
-        f"got {describe(key)}. Pass jax.random.key(seed), or the integer seed itself.",
-    )
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return jax.random.key(int(value))
+    dtype, shape = getattr(value, "dtype", None), getattr(value, "shape", None)
+    if dtype is None or shape is None:
+        return None
+    # One key, not a batch of them: a layer or a run draws from a single key.
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and len(shape) == 0:
+        return value
+    if dtype == np.uint32 and len(shape) == 1:
+        return value
+    if len(shape) == 0 and jnp.issubdtype(dtype, jnp.integer):
+        return jax.random.key(value)
+    return None
+
+
+def as_key(layer: str, argument: str, key: Any) -> jax.Array:
+    """``key`` as a PRNG key (see :func:`key_from`), or a layer error naming ``argument``."""
+    normalised = key_from(key)
+    if normalised is None:
+        raise type_error(
+            layer,
+            f"{argument} must be a PRNG key such as jax.random.key(0), or an integer seed, "
+            f"got {describe(key)}. Pass jax.random.key(seed), or the integer seed itself.",
+        )
+    return normalised
 
 
 def _check_sizes(layer: str, input_shape: Any) -> None:

@@ -13,11 +13,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from funcnet._src.core import Layer, Params, State
+from funcnet._src.core import Layer, Params, State, key_from
 from funcnet._src.losses import Loss, get_loss
 from funcnet._src.metrics import Metric
 from funcnet._src.parallel.sharding import Layout, ParamRule
@@ -50,7 +49,8 @@ class TrainState(NamedTuple):
 def as_key(key: jax.Array | int | None, where: str = "key") -> jax.Array:
     """A PRNG key from a key, an integer seed, or None (seed 0).
 
-    One rule for every training entry point: ``key=0`` and
+    One rule for every training entry point, the layers' own
+    (:func:`funcnet._src.core.key_from`): ``key=0`` and
     ``key=jax.random.key(0)`` are the same run; anything else is a TypeError
     that starts with ``where`` (e.g. ``"fit: key"``).
 
@@ -60,19 +60,13 @@ def as_key(key: jax.Array | int | None, where: str = "key") -> jax.Array:
     """
     if key is None:
         return jax.random.key(0)
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.key(int(key))
-    if isinstance(key, jax.Array) and key.shape == ():
-        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-            return key
-    if isinstance(key, jax.Array) and key.shape == (2,) and key.dtype == jnp.uint32:
-        return key  # a raw key, from jax.random.PRNGKey
-    if isinstance(key, jax.Array) and key.shape == () and jnp.issubdtype(key.dtype, jnp.integer):
-        return jax.random.key(int(key))
-    raise TypeError(
-        f"{where} must be a jax.random.key(...) or an integer seed, got "
-        f"{type(key).__name__}{_shape_of(key)}: {key!r:.80}. Pass e.g. key=0."
-    )
+    normalised = key_from(key)
+    if normalised is None:
+        raise TypeError(
+            f"{where} must be a jax.random.key(...) or an integer seed, got "
+            f"{type(key).__name__}{_shape_of(key)}: {key!r:.80}. Pass e.g. key=0."
+        )
+    return normalised
 
 
 def _shape_of(value: Any) -> str:
