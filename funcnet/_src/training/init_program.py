@@ -10,30 +10,18 @@ measurements and reasons are in ``docs/design.md``, section "Training".
 
 from __future__ import annotations
 
-import weakref
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import jax
 
+from funcnet._src.core import Layer
+from funcnet._src.training.model_cache import ModelCache
 from funcnet._src.training.programs import shared_jit
 
-_CAPACITY = 64
-# owner (the model's init function, held weakly, so that this cache does not
-# keep models alive) -> {(the other objects build closes over, the key's
-# dtype and shape) -> (program, output tree)}
-_BY_IDENTITY: weakref.WeakKeyDictionary[Any, OrderedDict[Any, tuple[Callable, Any]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _remember(cache: OrderedDict, name: Any, value: Any) -> Any:
-    cache.pop(name, None)
-    cache[name] = value  # most recently used last
-    if len(cache) > _CAPACITY:
-        cache.popitem(last=False)
-    return value
+# model -> {(what else build closes over, the key's dtype and shape) -> (program, output tree),
+# or None when build needs concrete values}; dropped with the model.
+_TRACED: ModelCache[tuple[Callable, Any] | None] = ModelCache()
 
 
 def _jaxpr_as_fun(closed: Any) -> Callable:
@@ -55,41 +43,48 @@ def _needs_concrete_values(error: BaseException | None) -> bool:
     return False
 
 
+def _trace(build: Callable[[jax.Array], Any], key: jax.Array) -> tuple[Callable, Any] | None:
+    """``build`` as a shared compiled program and its output tree; None if it needs concrete values."""
+    try:
+        closed, shapes = jax.make_jaxpr(build, return_shape=True)(key)
+    except Exception as error:
+        if not _needs_concrete_values(error):
+            raise
+        return None
+    # Captured arrays become constants of the lowered program, whose text
+    # keys the shared cache: models that differ only in them never share.
+    return shared_jit(_jaxpr_as_fun(closed)), jax.tree.structure(shapes)
+
+
 def run_compiled(
-    build: Callable[[jax.Array], Any], key: jax.Array, identity: Any = None, owner: Any = None
+    build: Callable[[jax.Array], Any],
+    key: jax.Array,
+    net: Layer | None = None,
+    identity: Hashable = None,
 ) -> Any:
     """``build(key)``, computed by one compiled program shared across equal structures.
 
-    ``owner`` (the model's init function) and ``identity`` (hashable objects
-    such as the optimizer and the input shape) determine ``build``: given
-    both, the trace is skipped when they come again, for as long as ``owner``
-    is alive; otherwise ``build`` is always traced. Inside a transformation (``vmap``, ``jit``)
+    ``net`` and ``identity`` (hashable objects such as the optimizer and the
+    input shape) determine ``build``: given both, the trace is skipped when
+    they come again, for as long as ``net`` is alive; otherwise ``build`` is
+    always traced. Initializers that need concrete values (Python control
+    flow on them) run eagerly. Inside a transformation (``vmap``, ``jit``)
     ``build`` is simply traced into it. Errors raised while tracing ``build``
     (bad shapes) surface as they would eagerly.
     """
     if isinstance(key, jax.core.Tracer):
         return build(key)
-    known_for: OrderedDict[Any, tuple[Callable, Any]] | None = None
-    name: Any = None
-    known = None
-    if owner is not None and identity is not None:
-        try:
-            name = (identity, str(key.dtype), key.shape)
-            known_for = _BY_IDENTITY.setdefault(owner, OrderedDict())
-            known = known_for.get(name)
-        except TypeError:  # an unhashable part (a list as input shape), or no weakref
-            known_for = known = None
+    try:
+        name = None if net is None or identity is None else (identity, str(key.dtype), key.shape)
+        hash(name)
+    except TypeError:  # an unhashable part (a list as input shape)
+        name = None
+    if name is None or net is None:
+        known = _trace(build, key)
+    else:
+        # build closes over net; _trace's result does not, so the cache keeps no model alive.
+        known = _TRACED.get(net, name, lambda _weak_net: _trace(build, key))
     if known is None:
-        try:
-            closed, shapes = jax.make_jaxpr(build, return_shape=True)(key)
-        except Exception as error:
-            if not _needs_concrete_values(error):
-                raise
-            return build(key)  # an initializer that needs concrete values
-        # Captured arrays become constants of the lowered program, whose text
-        # keys the shared cache: models that differ only in them never share.
-        known = (shared_jit(_jaxpr_as_fun(closed)), jax.tree.structure(shapes))
-        if known_for is not None:
-            _remember(known_for, name, known)
+        return build(key)
     program, tree = known
     return jax.tree.unflatten(tree, program(key))

@@ -109,7 +109,7 @@ def init_train_state(
         )
 
     # One compiled program rather than dozens of eager operations (init_program.py).
-    return run_compiled(build, key, identity=(optimizer, input_shape), owner=net.init)
+    return run_compiled(build, key, net, identity=(optimizer, input_shape))
 
 
 def _check_scalar_loss(value: Any) -> None:
