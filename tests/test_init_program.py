@@ -110,3 +110,24 @@ def test_other_errors_while_tracing_init_are_not_swallowed():
 
     with pytest.raises(fn.LayerValueError, match=r"RuntimeError: broken initializer"):
         fn.init_train_state(fn.serial(fn.serial(fn.Dense(2, w_init=broken))), OPT, (None, 3))
+
+
+def test_the_same_model_is_traced_once_and_not_kept_alive():
+    import gc
+    import weakref
+
+    traces = []
+
+    def counting_init(key, shape, dtype=jnp.float32):
+        traces.append(shape)
+        return jnp.zeros(shape, dtype)
+
+    net = fn.Dense(3, w_init=counting_init)
+    first = fn.init_train_state(net, OPT, (None, 2), key=0)
+    second = fn.init_train_state(net, OPT, (None, 2), key=1)
+    assert len(traces) == 1  # the second call reused the traced program
+    jax.tree.map(np.testing.assert_array_equal, first.params, second.params)
+    dead = weakref.ref(net.apply)
+    del net
+    gc.collect()
+    assert dead() is None  # the program cache holds the model only weakly
