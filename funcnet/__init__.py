@@ -107,6 +107,11 @@ from funcnet._src.training.fit import FitResult as FitResult
 from funcnet._src.training.fit import fit as fit
 from funcnet._src.training.inference import evaluate as evaluate
 from funcnet._src.training.inference import predict as predict
+from funcnet._src.training.keras_callbacks import BackupAndRestore as BackupAndRestore
+from funcnet._src.training.keras_callbacks import CSVLogger as CSVLogger
+from funcnet._src.training.keras_callbacks import LambdaCallback as LambdaCallback
+from funcnet._src.training.keras_callbacks import LearningRateScheduler as LearningRateScheduler
+from funcnet._src.training.keras_callbacks import TensorBoard as TensorBoard
 from funcnet._src.training.step import TrainState as TrainState
 from funcnet._src.training.step import init_train_state as init_train_state
 from funcnet._src.training.step import make_train_step as make_train_step
@@ -120,8 +125,10 @@ __all__ = [
     "LSTM",
     "Activation",
     "AvgPool",
+    "BackupAndRestore",
     "BatchNorm",
     "Bidirectional",
+    "CSVLogger",
     "Callback",
     "CheckpointError",
     "CheckpointInfo",
@@ -146,12 +153,14 @@ __all__ = [
     "GroupNorm",
     "Identity",
     "Lambda",
+    "LambdaCallback",
     "Layer",
     "LayerError",
     "LayerNorm",
     "LayerTypeError",
     "LayerValueError",
     "LeakyRelu",
+    "LearningRateScheduler",
     "LogSoftmax",
     "MaxPool",
     "ModelCheckpoint",
@@ -166,6 +175,7 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Tanh",
+    "TensorBoard",
     "TerminateOnNaN",
     "TrainState",
     "accuracy",

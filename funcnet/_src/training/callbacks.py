@@ -80,6 +80,9 @@ class Callback:
     def on_train_begin(self) -> None:
         """Called once, before the first epoch."""
 
+    def on_epoch_begin(self, epoch: int) -> None:
+        """Called before every epoch trains; may replace ``run.train_state`` (a new learning rate)."""
+
     def epoch_logs(self, epoch: int, logs: Logs) -> Mapping[str, float]:
         """Values to add to the epoch's logs (and history); none by default.
 
@@ -118,6 +121,10 @@ class _ObjectCallback(Callback):
     def on_train_begin(self) -> None:
         if hasattr(self.obj, "on_train_begin"):
             self.obj.on_train_begin()
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        if hasattr(self.obj, "on_epoch_begin"):
+            self.obj.on_epoch_begin(epoch)
 
     def epoch_logs(self, epoch: int, logs: Logs) -> Mapping[str, float]:
         if hasattr(self.obj, "epoch_logs"):
@@ -161,59 +168,165 @@ def _monitored(name: str, monitor: str, logs: Logs) -> float:
     return logs[monitor]
 
 
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _check_count(name: str, argument: str, value: Any) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name}: {argument} must be an integer >= 0, got {value!r}.")
+
+
+def _check_verbose(name: str, verbose: Any) -> None:
+    if verbose not in (0, 1) or isinstance(verbose, bool):
+        raise ValueError(
+            f"{name}: verbose must be 0 (silent) or 1 (say what it does), got {verbose!r}."
+        )
+
+
 class EarlyStopping(Callback):
-    """Stops when a monitored value has stopped improving for ``patience`` epochs.
+    """Stops training when a monitored value has stopped improving, as Keras 3's ``EarlyStopping``.
+
+    The arguments, their order and defaults, and the counting are Keras's:
+    each monitored epoch that is not an improvement of more than
+    ``min_delta`` on the best value so far adds one to a wait count (an
+    improvement resets it), and training stops at the end of the epoch where
+    the count reaches ``patience`` (never after the first epoch). So with
+    ``patience=3`` and a loss that stops improving after epoch 1, training
+    stops after epoch 4, as in Keras. The first monitored epoch is always the
+    first best.
+
+    One difference, on purpose: a ``monitor`` missing from the logs is an
+    error (Keras warns and never stops).
 
     Args:
         monitor: the log to watch ("val_loss", "loss", "val_accuracy", ...).
-        patience: epochs without improvement before stopping.
-        min_delta: the smallest change that counts as an improvement.
-        mode: "min", "max", or "auto" (max for accuracy-like names).
-        restore_best: put back the params and state of the best epoch when stopping.
+        min_delta: the smallest change that counts as an improvement (its
+            absolute value is used).
+        patience: epochs without improvement after which training stops.
+        verbose: 1 prints the epoch it stopped at and the epoch restored.
+        mode: "min", "max", or "auto" (max for accuracy-like names, min otherwise).
+        baseline: a value to beat: an epoch that improves on the best so far
+            but not on ``baseline`` does not reset the wait, so a run that
+            never beats it stops after ``patience`` epochs.
+        restore_best_weights: at the end of training (stopped early or not),
+            put back the params and state of the epoch with the best value
+            (the optimizer state stays the last epoch's, as in Keras).
+        start_from_epoch: epochs to train before monitoring starts (a warm-up).
+        restore_best: another name for ``restore_best_weights`` (funcnet's
+            earlier spelling).
 
     Example:
-        >>> stop = EarlyStopping(monitor="loss", patience=2)
+        >>> import numpy as np, optax, funcnet as fn
+        >>> stop = fn.EarlyStopping(monitor="loss", patience=3)
+        >>> x = np.arange(100, dtype=np.float32).reshape(5, 20)
+        >>> result = fn.fit(fn.Dense(10), x, np.zeros((5, 10)), loss="mse", optimizer=optax.sgd(0.0),
+        ...                 epochs=10, batch_size=1, callbacks=[stop], verbose=0)
+        >>> len(result.history["loss"])  # as in Keras's example: only 4 epochs are run
+        4
     """
 
     def __init__(
         self,
         monitor: str = "val_loss",
-        *,
-        patience: int = 0,
         min_delta: float = 0.0,
+        patience: int = 0,
+        verbose: int = 0,
         mode: str = "auto",
-        restore_best: bool = False,
+        baseline: float | None = None,
+        restore_best_weights: bool = False,
+        start_from_epoch: int = 0,
+        *,
+        restore_best: bool | None = None,
     ):
+        if not isinstance(monitor, str):
+            raise TypeError(
+                f"EarlyStopping: monitor must be the name of a log such as 'val_loss', got "
+                f"{type(monitor).__name__}: {monitor!r:.40}."
+            )
+        if not _is_real(min_delta) or not math.isfinite(min_delta):
+            raise ValueError(
+                f"EarlyStopping: min_delta must be a finite number, got {min_delta!r}."
+            )
+        _check_count("EarlyStopping", "patience", patience)
+        _check_verbose("EarlyStopping", verbose)
+        if baseline is not None and (not _is_real(baseline) or math.isnan(baseline)):
+            raise ValueError(f"EarlyStopping: baseline must be a number or None, got {baseline!r}.")
+        _check_count("EarlyStopping", "start_from_epoch", start_from_epoch)
+        if restore_best is not None:
+            if restore_best_weights and not restore_best:
+                raise ValueError(
+                    "EarlyStopping: restore_best is another name for restore_best_weights; "
+                    "give one of them."
+                )
+            restore_best_weights = restore_best
+        if not isinstance(restore_best_weights, (bool, np.bool_)):
+            raise TypeError(
+                f"EarlyStopping: restore_best_weights must be True or False, got {restore_best_weights!r}."
+            )
         self.monitor = monitor
-        self.patience = patience
-        self.min_delta = abs(min_delta)
+        self.min_delta = abs(float(min_delta))
+        self.patience = int(patience)
+        self.verbose = verbose
         self.mode = resolve_mode("EarlyStopping", mode, monitor)
-        self.restore_best = restore_best
+        self.baseline = None if baseline is None else float(baseline)
+        self.restore_best_weights = bool(restore_best_weights)
+        self.start_from_epoch = int(start_from_epoch)
+
+    @property
+    def restore_best(self) -> bool:
+        """``restore_best_weights`` under funcnet's earlier name."""
+        return self.restore_best_weights
 
     def on_train_begin(self) -> None:
-        self.best = math.inf if self.mode == "min" else -math.inf
-        self.best_epoch = -1
+        # Reset, so one instance serves several fits (as in Keras).
         self.wait = 0
+        self.stopped_epoch = 0
+        self.best: float | None = None
+        self.best_epoch = 0
         self.best_state: Any = None
+
+    def _improves_on(self, value: float, reference: float | None) -> bool:
+        return reference is None or _improved(self.mode, value, reference, self.min_delta)
+
+    def _keep(self, epoch: int) -> None:
+        # Copied to the host: the device buffers are donated to the next chunk.
+        ts = self.run.train_state
+        self.best_state = jax.device_get((ts.params, ts.state))
+        self.best_epoch = epoch
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> None:
         value = _monitored("EarlyStopping", self.monitor, logs)
-        if _improved(self.mode, value, self.best, self.min_delta):
-            self.best, self.best_epoch, self.wait = value, epoch, 0
-            if self.restore_best:
-                # Copied to the host: the device buffers are donated to the next chunk.
-                ts = self.run.train_state
-                self.best_state = jax.device_get((ts.params, ts.state))
+        if epoch < self.start_from_epoch:
             return
+        if self.restore_best_weights and self.best_state is None:
+            self._keep(epoch)
         self.wait += 1
-        if self.wait > self.patience:
+        if self._improves_on(value, self.best):
+            self.best, self.best_epoch = value, epoch
+            if self.restore_best_weights:
+                self._keep(epoch)
+            if self._improves_on(value, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            target = "" if self.baseline is None else f" on the baseline {self.baseline:.6g}"
             self.run.stop(
-                f"EarlyStopping: {self.monitor} did not improve for {self.wait} epochs "
-                f"(best {self.best:.6g} at epoch {self.best_epoch + 1})"
+                f"EarlyStopping: {self.monitor} did not improve{target} for {self.wait} "
+                f"epoch{'s' * (self.wait != 1)} (best {self.best:.6g} at epoch {self.best_epoch + 1})"
             )
 
     def on_train_end(self) -> None:
-        if self.restore_best and self.best_state is not None and self.run.stop_training:
+        if self.stopped_epoch > 0 and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping", flush=True)
+        if self.restore_best_weights and self.best_state is not None:
+            if self.verbose:
+                print(
+                    "Restoring model weights from the end of the best epoch: "
+                    f"{self.best_epoch + 1}.",
+                    flush=True,
+                )
             params, state = jax.tree.map(jax.numpy.asarray, self.best_state)
             self.run.train_state = self.run.train_state._replace(params=params, state=state)
 

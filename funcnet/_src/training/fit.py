@@ -47,6 +47,7 @@ from funcnet._src.training.data import (
 )
 from funcnet._src.training.engine import ArrayEngine, Engine, StreamEngine, Training
 from funcnet._src.training.inference import eval_program, evaluate_arrays, predict
+from funcnet._src.training.keras_callbacks import BackupAndRestore
 from funcnet._src.training.progress import Progress
 from funcnet._src.training.resume import as_manager, resume_fit
 from funcnet._src.training.step import History, NonFinite, TrainState, as_key, init_train_state
@@ -243,6 +244,11 @@ def fit(
     _check_options(epochs, loop, on_nonfinite, steps_per_execution)
     check_positive_int("fit", "steps_per_epoch", steps_per_epoch)
     hooks = [as_callback(c) for c in _callback_list(callbacks)]
+    backups = [hook for hook in hooks if isinstance(hook, BackupAndRestore)]
+    if len(backups) > 1:
+        raise ValueError("fit: give at most one BackupAndRestore callback (one run, one backup).")
+    if backups:
+        checkpoint, resume = backups[0].take_over(checkpoint, resume, train_state is not None)
     verbose = _resolve_verbose(verbose)
     placement = make_layout(mesh, data_axis, param_sharding, "fit")
     if placement is not None and jax.process_index() != 0:
@@ -416,6 +422,8 @@ def _train(
     try:
         for epoch in range(initial_epoch, run.epochs):
             run.epoch = epoch
+            for hook in everyone:
+                hook.on_epoch_begin(epoch)
             run.train_state, result = engine.run_epoch(run.train_state, epoch, progress)
             if run.nonfinite is None:
                 run.nonfinite = result.nonfinite
@@ -434,4 +442,4 @@ def _train(
         for hook in everyone:
             hook.on_train_end()
     finally:
-        progress.close(run.stop_reason)
+        progress.close(run.stop_reason, run.epoch)

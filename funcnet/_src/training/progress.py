@@ -1,4 +1,10 @@
-"""Progress display for ``fit``: a tqdm bar (verbose=1) or one line per epoch (verbose=2)."""
+"""Progress display for ``fit``: a tqdm bar (verbose=1) or one line per epoch (verbose=2).
+
+Until the first steps are done the bar says it is compiling (the first call
+of each compiled program traces and compiles it, which can take seconds
+before any step runs). A run that stops early ends with the epoch it
+stopped at and the reason, on the bar and on a line of its own.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +28,12 @@ class Progress:
 
             total = epochs * steps_per_epoch if steps_per_epoch else None
             self.bar = tqdm(
-                total=total, unit="step", file=sys.stderr, dynamic_ncols=True, leave=True
+                total=total,
+                unit="step",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=True,
+                desc="compiling",
             )
 
     def steps_done(self, epoch: int, steps: int, logs: dict[str, float] | None = None) -> None:
@@ -39,8 +50,17 @@ class Progress:
         elif self.bar is not None:
             self.bar.set_postfix_str(_format(logs))
 
-    def close(self, message: str | None = None) -> None:
+    def close(self, message: str | None = None, epoch: int | None = None) -> None:
+        """Ends the display; ``message`` says why training stopped early at ``epoch`` (0-based)."""
+        stopped = None
+        if message:
+            where = (
+                f"stopped at epoch {epoch + 1}/{self.epochs}" if epoch is not None else "stopped"
+            )
+            stopped = f"{where}: {message}"
         if self.bar is not None:
+            if stopped is not None:
+                self.bar.set_description(where, refresh=False)
             self.bar.close()
-        if message and self.verbose:
-            print(message, file=sys.stderr, flush=True)
+        if stopped and self.verbose:
+            print(stopped, file=sys.stderr, flush=True)
