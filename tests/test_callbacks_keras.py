@@ -570,6 +570,20 @@ def test_lambda_callback_refuses_batch_hooks_and_unknown_names():
         fn.LambdaCallback(on_epoch_end="print")
 
 
+def test_objects_with_keras_style_hooks_get_on_epoch_begin():
+    calls = []
+
+    class KerasStyle:  # not a fn.Callback: hooks with Keras's signatures
+        def on_epoch_begin(self, epoch, logs):
+            calls.append(("begin", epoch, dict(logs)))
+
+        def on_epoch_end(self, epoch, logs):
+            calls.append(("end", epoch))
+
+    train(epochs=2, callbacks=[KerasStyle()])
+    assert calls == [("begin", 0, {}), ("end", 0), ("begin", 1, {}), ("end", 1)]
+
+
 # --- BackupAndRestore ----------------------------------------------------------------------
 
 

@@ -12,7 +12,9 @@ callback that keeps arrays for later must copy them (``jax.device_get``), as
 :class:`EarlyStopping` does.
 
 User callbacks are :class:`Callback` subclasses, any object with an
-``on_epoch_end(epoch, logs)`` method, or a plain function ``f(epoch, logs)``.
+``on_epoch_end(epoch, logs)`` method (and, if it likes, ``on_train_begin()``,
+``on_epoch_begin(epoch, logs)``, ``on_train_end()``), or a plain function
+``f(epoch, logs)``.
 ``epoch`` counts from 0; ``logs`` maps names (``"loss"``, ``"val_loss"``,
 metric names) to floats.
 """
@@ -80,8 +82,11 @@ class Callback:
     def on_train_begin(self) -> None:
         """Called once, before the first epoch."""
 
-    def on_epoch_begin(self, epoch: int) -> None:
-        """Called before every epoch trains; may replace ``run.train_state`` (a new learning rate)."""
+    def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
+        """Called before every epoch trains, with empty logs (Keras's signature).
+
+        It may replace ``run.train_state``, e.g. to set a new learning rate.
+        """
 
     def epoch_logs(self, epoch: int, logs: Logs) -> Mapping[str, float]:
         """Values to add to the epoch's logs (and history); none by default.
@@ -122,9 +127,9 @@ class _ObjectCallback(Callback):
         if hasattr(self.obj, "on_train_begin"):
             self.obj.on_train_begin()
 
-    def on_epoch_begin(self, epoch: int) -> None:
+    def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
         if hasattr(self.obj, "on_epoch_begin"):
-            self.obj.on_epoch_begin(epoch)
+            self.obj.on_epoch_begin(epoch, logs)
 
     def epoch_logs(self, epoch: int, logs: Logs) -> Mapping[str, float]:
         if hasattr(self.obj, "epoch_logs"):

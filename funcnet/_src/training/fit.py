@@ -423,7 +423,7 @@ def _train(
         for epoch in range(initial_epoch, run.epochs):
             run.epoch = epoch
             for hook in everyone:
-                hook.on_epoch_begin(epoch)
+                hook.on_epoch_begin(epoch, types.MappingProxyType({}))
             run.train_state, result = engine.run_epoch(run.train_state, epoch, progress)
             if run.nonfinite is None:
                 run.nonfinite = result.nonfinite

@@ -332,7 +332,7 @@ class LearningRateScheduler(Callback):
                 "optax.inject_hyperparams(optax.sgd)(learning_rate=0.01)."
             )
 
-    def on_epoch_begin(self, epoch: int) -> None:
+    def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
         rate = _learning_rate(self)
         new = self.schedule(epoch, rate) if self.takes_lr else self.schedule(epoch)
         value = np.asarray(new) if isinstance(new, (np.ndarray, jax.Array, np.generic)) else new
@@ -431,8 +431,8 @@ class LambdaCallback(Callback):
         self.last_logs = {}
         self._call("on_train_begin", {})
 
-    def on_epoch_begin(self, epoch: int) -> None:
-        self._call("on_epoch_begin", epoch, {})
+    def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
+        self._call("on_epoch_begin", epoch, logs)
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> None:
         self.last_logs = logs
