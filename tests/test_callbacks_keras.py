@@ -543,6 +543,15 @@ def test_a_schedule_returning_a_non_rate_stops_before_training(returned, error, 
         train(optimizer=INJECTED, callbacks=[fn.LearningRateScheduler(lambda e, lr: returned)])
 
 
+def test_learning_rate_scheduler_and_reduce_lr_on_plateau_work_together():
+    # As in Keras: the schedule sets each epoch's rate, the plateau callback lowers it after.
+    schedule = fn.LearningRateScheduler(lambda epoch, lr: 0.04 if epoch == 0 else lr)
+    plateau = fn.ReduceLROnPlateau("loss", factor=0.5, patience=0, min_delta=10.0)
+    for callbacks in ([schedule, plateau], [plateau, schedule]):
+        result = train(optimizer=INJECTED, epochs=3, callbacks=callbacks)
+        assert result.history["learning_rate"] == pytest.approx([0.04, 0.04, 0.02])
+
+
 def test_learning_rate_scheduler_needs_an_injected_rate():
     with pytest.raises(
         ValueError,
@@ -665,6 +674,25 @@ def test_backup_and_restore_checks_its_arguments(tmp_path, call, error, message)
     (tmp_path / "f.txt").write_text("")
     with pytest.raises(error, match=message):
         call(tmp_path)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write anywhere"
+)
+def test_an_unwritable_directory_is_refused_when_the_callback_is_built(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        for build, name in [
+            (lambda: fn.CSVLogger(locked / "log.csv"), "CSVLogger: filename's directory"),
+            (lambda: fn.TensorBoard(locked / "logs"), "TensorBoard: log_dir"),
+            (lambda: fn.BackupAndRestore(locked / "backup"), "BackupAndRestore: backup_dir"),
+        ]:
+            with pytest.raises(PermissionError, match=rf"^{name} .* is not writable"):
+                build()
+    finally:
+        locked.chmod(0o700)
 
 
 # --- the progress bar -----------------------------------------------------------------------

@@ -412,7 +412,8 @@ class ReduceLROnPlateau(Callback):
         return float(np.asarray(rate))
 
     def epoch_logs(self, epoch: int, logs: Logs) -> Mapping[str, float]:
-        return {"learning_rate": self.learning_rate()}
+        # With LearningRateScheduler too, both would log the same injected rate: once is enough.
+        return {} if "learning_rate" in logs else {"learning_rate": self.learning_rate()}
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> None:
         value = _monitored("ReduceLROnPlateau", self.monitor, logs)

@@ -360,8 +360,9 @@ class LearningRateScheduler(Callback):
             )
 
     def epoch_logs(self, epoch: int, logs: Logs) -> Mapping[str, float]:
+        # ReduceLROnPlateau logs the same injected rate: whichever comes first logs it.
         rate = _learning_rate(self)
-        return {} if rate is None else {"learning_rate": rate}
+        return {} if rate is None or "learning_rate" in logs else {"learning_rate": rate}
 
 
 _LAMBDA_HOOKS = ("on_epoch_begin", "on_epoch_end", "on_train_begin", "on_train_end")
