@@ -46,6 +46,12 @@ from funcnet._src.files.export import ExportError as ExportError
 from funcnet._src.files.export import export as export
 from funcnet._src.files.export import load_exported as load_exported
 from funcnet._src.files.manager import CheckpointManager as CheckpointManager
+from funcnet._src.interop.as_function import as_function as as_function
+from funcnet._src.interop.as_function import as_params_function as as_params_function
+from funcnet._src.interop.equinox_out import to_equinox as to_equinox
+from funcnet._src.interop.flax_out import to_flax as to_flax
+from funcnet._src.interop.haiku_out import to_haiku as to_haiku
+from funcnet._src.interop.keras_out import to_keras as to_keras
 from funcnet._src.layers import ACTIVATIONS as ACTIVATIONS
 from funcnet._src.layers import GRU as GRU
 from funcnet._src.layers import LSTM as LSTM
@@ -179,6 +185,8 @@ __all__ = [
     "TerminateOnNaN",
     "TrainState",
     "accuracy",
+    "as_function",
+    "as_params_function",
     "binary_accuracy",
     "binary_crossentropy",
     "branches",
@@ -222,4 +230,8 @@ __all__ = [
     "shard_batch",
     "sparse_categorical_crossentropy",
     "summary",
+    "to_equinox",
+    "to_flax",
+    "to_haiku",
+    "to_keras",
 ]

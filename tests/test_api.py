@@ -48,6 +48,8 @@ ALLOWED = {
         "compilation_cache",
         "summary",
     },
+    # Converters to and from other libraries: built on layers and combinators only.
+    "interop": {"core", "layers", "combinators"},
 }
 
 
