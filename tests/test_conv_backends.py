@@ -19,15 +19,20 @@ def rand(shape, seed=0):
     return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
 
 
-def conv_and_grads(impl, x, w, cfg):
-    """Output and gradients (wrt x and w) of a random projection, with ``impl`` forced."""
+def conv_and_grads(x, w, cfg):
+    """Output and gradients (wrt x and w) of a random projection, per impl.
 
-    def f(x, w):
-        return kernels.conv(x, w, **cfg, impl=impl)
+    Both implementations in one compiled program: one compilation per case.
+    """
 
-    y, vjp = jax.vjp(jax.jit(f), x, w)
-    dx, dw = vjp(rand(y.shape, seed=7))
-    return y, dx, dw
+    def both(x, w):
+        out = {}
+        for impl in ("native", "im2col"):
+            y, vjp = jax.vjp(functools.partial(kernels.conv, **cfg, impl=impl), x, w)
+            out[impl] = (y, *vjp(jax.random.normal(jax.random.key(7), y.shape)))
+        return out
+
+    return jax.jit(both)(x, w)
 
 
 # kernel, in shape (without batch/channels), strides, pads, rhs dilation, lhs dilation, groups
@@ -71,8 +76,8 @@ def test_im2col_equals_native_values_and_gradients(
     cfg = dict(
         strides=strides, pads=pads, lhs_dilation=lhs_dil, rhs_dilation=rhs_dil, groups=groups
     )
-    y_n, dx_n, dw_n = conv_and_grads("native", x, w, cfg)
-    y_i, dx_i, dw_i = conv_and_grads("im2col", x, w, cfg)
+    out = conv_and_grads(x, w, cfg)
+    (y_n, dx_n, dw_n), (y_i, dx_i, dw_i) = out["native"], out["im2col"]
     assert y_i.shape == y_n.shape and y_i.dtype == jnp.float32
     np.testing.assert_allclose(y_i, y_n, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dx_i, dx_n, rtol=1e-5, atol=1e-5)
@@ -147,11 +152,17 @@ POOL_IDS = ["2x2-valid", "3x3-s2-padded", "overlapping-mixed", "1d", "1d-overlap
 def test_sliced_pool_equals_reduce_window(kind, window, strides, pads, size):
     x = rand((2, *size, 3), seed=6)
     pool = kernels.max_pool if kind == "max" else kernels.sum_pool
-    y, vjp = jax.vjp(lambda x: pool(x, window, strides, pads, impl="im2col"), x)
-    y_ref, vjp_ref = jax.vjp(lambda x: reduce_window(kind, x, window, strides, pads), x)
-    g = rand(y.shape, seed=8)
+
+    @jax.jit  # one compilation per case, not one per eager operation
+    def both(x):
+        y, vjp = jax.vjp(lambda x: pool(x, window, strides, pads, impl="im2col"), x)
+        y_ref, vjp_ref = jax.vjp(lambda x: reduce_window(kind, x, window, strides, pads), x)
+        g = jax.random.normal(jax.random.key(8), y.shape)
+        return y, y_ref, vjp(g)[0], vjp_ref(g)[0]
+
+    y, y_ref, dx, dx_ref = both(x)
     np.testing.assert_allclose(y, y_ref, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(vjp(g)[0], vjp_ref(g)[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-6, atol=1e-6)
 
 
 def test_max_pool_ties_give_the_whole_gradient_to_the_first_maximum():
@@ -190,7 +201,8 @@ def test_pool_layers_agree_across_implementations(layer):
 
 
 def compiled_cpu_hlo(f, *args):
-    return jax.jit(f).lower(*args).compile().as_text()
+    """The CPU program's HLO as lowered: the operations chosen, before XLA's (slow) compile."""
+    return jax.jit(f).lower(*args).as_text(dialect="hlo")
 
 
 def conv2d_loss(w, x, impl="auto"):
