@@ -35,6 +35,17 @@ def assert_trees_close(got, expected):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), **TOL)
 
 
+def grads_and_state(loss, params, x):
+    """``loss(params, x) -> (value, new_state)``'s new state, param and input gradients, jitted."""
+
+    @jax.jit
+    def both(params, x):
+        (_, new_state), grads = jax.value_and_grad(loss, has_aux=True)(params, x)
+        return new_state, grads, jax.grad(lambda x: loss(params, x)[0])(x)
+
+    return both(params, jnp.asarray(x))
+
+
 @pytest.fixture(scope="module")
 def setup():
     """The model, its init, a batch, and funcnet's own answers to compare with."""
@@ -101,8 +112,10 @@ def test_as_function_composes_with_vmap_grad_jacrev_hessian(setup):
     scalar = lambda row: f(row[None])[0, 0]  # noqa: E731
     row = jnp.asarray(s["x"][0])
     reference = lambda row: s["net"].apply(s["params"], s["state"], row[None])[0][0, 0]  # noqa: E731
-    np.testing.assert_allclose(jax.grad(scalar)(row), jax.grad(reference)(row), **TOL)
-    assert jax.jacrev(lambda r: f(r[None])[0])(row).shape == (1, 3)
+    np.testing.assert_allclose(
+        jax.jit(jax.grad(scalar))(row), jax.jit(jax.grad(reference))(row), **TOL
+    )
+    assert jax.eval_shape(jax.jacrev(lambda r: f(r[None])[0]), row).shape == (1, 3)
     # A smooth model, so the Hessian is not zero; check it against finite differences.
     smooth = fn.serial(fn.Dense(4), fn.Tanh(), fn.Dense(1))
     _, p, st = smooth.init(jax.random.key(2), (None, 3))
@@ -128,8 +141,9 @@ def test_as_function_in_a_scan_with_a_key_per_step(dropout_net):
 
     keys = jax.random.split(jax.random.key(5), 4)
     _, ys = jax.lax.scan(body, 0, keys)
-    for i in range(4):  # each step used its own key, as net.apply would
-        np.testing.assert_allclose(ys[i], net.apply(params, state, x, train=True, key=keys[i])[0])
+    # Each step used its own key, as net.apply would.
+    expected = jax.vmap(lambda k: net.apply(params, state, x, train=True, key=k)[0])(keys)
+    np.testing.assert_allclose(ys, expected)
     assert not np.array_equal(ys[0], ys[1])
 
 
@@ -151,7 +165,7 @@ def test_as_params_function_gives_funcnets_gradients(setup):
         out, new_state = f(params, s["x"])
         return jnp.mean((out - s["y"]) ** 2), new_state
 
-    grads, new_state = jax.grad(loss, has_aux=True)(s["params"])
+    grads, new_state = jax.jit(jax.grad(loss, has_aux=True))(s["params"])
     assert_trees_close(grads, s["param_grads"])
     assert_trees_close(new_state, s["train_state_update"])
 
@@ -195,12 +209,11 @@ def test_to_keras_same_forward_gradients_and_state_update(setup, keras):
         out, new_state = layer.stateless_call(trainable, non_trainable, x, training=True)
         return jnp.mean((out - s["y"]) ** 2), new_state
 
-    (_, new_state), grads = jax.value_and_grad(loss, has_aux=True)(trainable, s["x"])
+    new_state, grads, input_grads = grads_and_state(loss, trainable, s["x"])
     for got, expected in zip(grads, jax.tree.leaves(s["param_grads"])):
         np.testing.assert_allclose(got, expected, **TOL)
     for got, expected in zip(new_state, jax.tree.leaves(s["train_state_update"])):
         np.testing.assert_allclose(got, expected, **TOL)
-    input_grads = jax.grad(lambda x: loss(trainable, x)[0])(jnp.asarray(s["x"]))
     np.testing.assert_allclose(input_grads, s["input_grads"], **TOL)
 
 
@@ -274,10 +287,9 @@ def test_to_flax_same_forward_gradients_and_state_update(setup, flax):
         )
         return jnp.mean((out - s["y"]) ** 2), updates
 
-    (_, updates), grads = jax.value_and_grad(loss, has_aux=True)(variables["params"], s["x"])
+    updates, grads, input_grads = grads_and_state(loss, variables["params"], s["x"])
     assert_trees_close(grads["funcnet"], s["param_grads"])
     assert_trees_close(updates["batch_stats"]["funcnet_state"], s["train_state_update"])
-    input_grads = jax.grad(lambda x: loss(variables["params"], x)[0])(jnp.asarray(s["x"]))
     np.testing.assert_allclose(input_grads, s["input_grads"], **TOL)
 
 
@@ -374,10 +386,14 @@ def test_to_equinox_same_forward_gradients_and_state_update(setup, eqx):
         out, new_state = model(x, jax.tree.unflatten(treedef, leaves))
         return jnp.mean((out - s["y"]) ** 2), new_state
 
-    (_, new_state), grads = eqx.filter_value_and_grad(loss, has_aux=True)(model, s["x"])
+    @eqx.filter_jit
+    def both(model, x):
+        (_, new_state), grads = eqx.filter_value_and_grad(loss, has_aux=True)(model, x)
+        return new_state.get(model.state_index), grads, jax.grad(lambda x: loss(model, x)[0])(x)
+
+    new_state, grads, input_grads = both(model, jnp.asarray(s["x"]))
     assert_trees_close(grads.params, s["param_grads"])
-    assert_trees_close(new_state.get(model.state_index), s["train_state_update"])
-    input_grads = jax.grad(lambda x: loss(model, x)[0])(jnp.asarray(s["x"]))
+    assert_trees_close(new_state, s["train_state_update"])
     np.testing.assert_allclose(input_grads, s["input_grads"], **TOL)
 
 
@@ -447,10 +463,9 @@ def test_to_haiku_same_forward_gradients_and_state_update(setup, hk):
         out, new_state = f.apply(params, state, None, x, is_training=True)
         return jnp.mean((out - s["y"]) ** 2), new_state
 
-    (_, new_state), grads = jax.value_and_grad(loss, has_aux=True)(params, s["x"])
+    new_state, grads, input_grads = grads_and_state(loss, params, s["x"])
     assert_trees_close(grads, haiku_tree(s["param_grads"]))
     assert_trees_close(new_state, haiku_tree(s["train_state_update"]))
-    input_grads = jax.grad(lambda x: loss(params, x)[0])(jnp.asarray(s["x"]))
     np.testing.assert_allclose(input_grads, s["input_grads"], **TOL)
 
 

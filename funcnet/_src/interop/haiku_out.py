@@ -52,7 +52,7 @@ def to_haiku(net: Layer) -> Callable[..., Any]:
         >>> f = hk.transform_with_state(lambda x, is_training: Model()(x, is_training))
         >>> params, state = f.init(jax.random.key(0), jnp.ones((2, 3)), is_training=True)
         >>> sorted(params["funcnet"])
-        ['0.b', '0.w', '1.bias', '1.scale', '3.b', '3.w']
+        ['0.b', '0.w', '1.bias', '1.scale', '2.b', '2.w']
         >>> y, state = f.apply(params, state, None, jnp.ones((2, 3)), is_training=True)
         >>> y.shape
         (2, 1)
