@@ -48,10 +48,15 @@ from funcnet._src.files.export import load_exported as load_exported
 from funcnet._src.files.manager import CheckpointManager as CheckpointManager
 from funcnet._src.interop.as_function import as_function as as_function
 from funcnet._src.interop.as_function import as_params_function as as_params_function
+from funcnet._src.interop.equinox_in import from_equinox as from_equinox
 from funcnet._src.interop.equinox_out import to_equinox as to_equinox
+from funcnet._src.interop.flax_in import from_flax as from_flax
 from funcnet._src.interop.flax_out import to_flax as to_flax
+from funcnet._src.interop.haiku_in import from_haiku as from_haiku
 from funcnet._src.interop.haiku_out import to_haiku as to_haiku
+from funcnet._src.interop.keras_in import from_keras_layer as from_keras_layer
 from funcnet._src.interop.keras_out import to_keras as to_keras
+from funcnet._src.interop.nnx_in import from_nnx as from_nnx
 from funcnet._src.layers import ACTIVATIONS as ACTIVATIONS
 from funcnet._src.layers import GRU as GRU
 from funcnet._src.layers import LSTM as LSTM
@@ -206,6 +211,11 @@ __all__ = [
     "fanout",
     "fit",
     "fit_many",
+    "from_equinox",
+    "from_flax",
+    "from_haiku",
+    "from_keras_layer",
+    "from_nnx",
     "from_stax",
     "fsdp",
     "gather_for_save",

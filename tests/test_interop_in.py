@@ -393,27 +393,56 @@ def test_stateful_modules_save_and_load_their_state(
 
 def test_a_module_of_another_library_is_sent_to_its_converter(linen, nnx_model, equinox):
     nn, nnx, eqx = linen[0], nnx_model[0], equinox[0]
-    with pytest.raises(TypeError, match=r"from_nnx: .* got Dense.*convert it with fn.from_flax"):
+    with pytest.raises(
+        TypeError,
+        match=r"from_nnx: .* got Dense, a Flax Linen module: convert it with fn.from_flax",
+    ):
         fn.from_nnx(nn.Dense(4))
     linear = nnx.Linear(3, 4, rngs=nnx.Rngs(0))
     with pytest.raises(
-        TypeError, match=r"from_flax: .*That is a Flax NNX module: convert it with fn.from_nnx"
+        TypeError, match=r"from_flax: .*got Linear, a Flax NNX module: convert it with fn.from_nnx"
     ):
         fn.from_flax(linear)
     with pytest.raises(
-        TypeError, match=r"from_haiku: .*That is an Equinox module: convert it with fn.from_equinox"
+        TypeError,
+        match=r"from_haiku: .*got Linear, an Equinox module: convert it with fn.from_equinox",
     ):
         fn.from_haiku(eqx.nn.Linear(3, 4, key=jax.random.key(0)))
     with pytest.raises(TypeError, match=r"from_equinox: .*got int 3\.$"):
         fn.from_equinox(3)
-    with pytest.raises(TypeError, match=r"Pass an instance, not the class Dense"):
+    with pytest.raises(TypeError, match=r"Pass an instance such as Dense\(\.\.\.\), not the class"):
         fn.from_flax(nn.Dense)
 
 
-def test_training_without_a_key_says_how_to_pass_one(linen):
-    _, _, layer, params, state = linen
+def test_bad_arguments_are_named_with_the_fix(linen, haiku, equinox, keras_model):
+    nn, hk, eqx = linen[0], haiku[0], equinox[0]
+    with pytest.raises(TypeError, match=r"from_flax: train_arg must be the name of the keyword"):
+        fn.from_flax(nn.Dense(4), train_arg=True)
+    with pytest.raises(TypeError, match=r"from_equinox: batched must be True .*got 'yes'\.$"):
+        fn.from_equinox(lambda key: eqx.nn.Linear(3, 4, key=key), batched="yes")
+    with pytest.raises(TypeError, match=r"from_haiku: .*got the Haiku module Linear, but Haiku"):
+        fn.from_haiku(hk.Linear)
+    with pytest.raises(
+        TypeError,
+        match=r"from_keras_layer: layer must be a Keras 3 layer .*got Dense, a Flax Linen",
+    ):
+        fn.from_keras_layer(nn.Dense(4))
+
+
+@pytest.mark.parametrize(
+    "fixture, what",
+    [
+        ("linen", "Flax module"),
+        ("nnx_model", "NNX module"),
+        ("equinox", "Equinox module"),
+        ("haiku", "Haiku function"),
+        ("keras_model", "Keras layer"),
+    ],
+)
+def test_training_without_a_key_says_how_to_pass_one(fixture, what, request):
+    *_, layer, params, state = request.getfixturevalue(fixture)
     with pytest.raises(
         fn.LayerTypeError,
-        match=r"Block: the wrapped Flax module draws random numbers when train=True .*key=jax.random.key\(0\)",
+        match=rf"the wrapped {what} draws random numbers when train=True .*key=jax.random.key\(0\)",
     ):
         layer.apply(params, state, X, train=True)

@@ -172,11 +172,16 @@ def belongs_elsewhere(obj: Any, converter: str) -> bool:
 
 def wrong_module(converter: str, argument: str, expected: str, obj: Any) -> TypeError:
     """The error for a converter given something it does not convert, with the right converter."""
-    got = describe(obj).split("\n")[0]  # library reprs run over many lines
-    message = f"{converter}: {argument} must be {expected}, got {got}."
     found = library_of(obj)
+    if isinstance(obj, type):
+        got = f"the class {obj.__name__}"
+    elif found is not None:
+        got = type(obj).__name__  # library reprs run over many lines
+    else:
+        got = describe(obj)
+    message = f"{converter}: {argument} must be {expected}, got {got}."
     if found is not None and found[0] != converter:
-        message += f" That is {found[1]}: convert it with fn.{found[0]}(...)."
+        message = f"{message[:-1]}, {found[1]}: convert it with fn.{found[0]}(...)."
     elif isinstance(obj, type):
-        message += f" Pass an instance, not the class {obj.__name__}."
+        message += f" Pass an instance such as {obj.__name__}(...), not the class."
     return TypeError(message)

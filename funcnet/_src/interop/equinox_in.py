@@ -121,6 +121,11 @@ def from_equinox(
             model = eqx.nn.delete_init_state(model)
         return model, state
 
+    if not isinstance(batched, bool):
+        raise TypeError(
+            f"from_equinox: batched must be True (the module takes a whole batch) or False "
+            f"(funcnet vmaps it over the batch), got {batched!r}."
+        )
     if belongs_elsewhere(module_or_factory, "from_equinox"):  # callable, not a factory
         raise wrong_module("from_equinox", "module_or_factory", _EXPECTED, module_or_factory)
     if isinstance(module_or_factory, eqx.Module) or (
@@ -141,11 +146,6 @@ def from_equinox(
             "module_or_factory",
             _EXPECTED,
             module_or_factory,
-        )
-    if not isinstance(batched, bool):
-        raise TypeError(
-            f"from_equinox: batched must be True (the module takes a whole batch) or False "
-            f"(funcnet vmaps it over the batch), got {batched!r}."
         )
 
     params_template, rest = eqx.partition(template, _is_param)
