@@ -52,6 +52,7 @@ from funcnet._src.interop.equinox_in import from_equinox as from_equinox
 from funcnet._src.interop.equinox_out import to_equinox as to_equinox
 from funcnet._src.interop.flax_in import from_flax as from_flax
 from funcnet._src.interop.flax_out import to_flax as to_flax
+from funcnet._src.interop.from_keras import from_keras as from_keras
 from funcnet._src.interop.haiku_in import from_haiku as from_haiku
 from funcnet._src.interop.haiku_out import to_haiku as to_haiku
 from funcnet._src.interop.keras_in import from_keras_layer as from_keras_layer
@@ -214,6 +215,7 @@ __all__ = [
     "from_equinox",
     "from_flax",
     "from_haiku",
+    "from_keras",
     "from_keras_layer",
     "from_nnx",
     "from_stax",

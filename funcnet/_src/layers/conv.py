@@ -10,7 +10,7 @@ kernels) are in ``docs/layers-conv.md``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -45,6 +45,7 @@ from funcnet._src.layers._window import (
     per_axis,
     window_tuple,
 )
+from funcnet._src.layers.activations import get_activation
 
 
 class _Geometry(NamedTuple):
@@ -123,6 +124,7 @@ def Conv(
     dilation: int | Sequence[int] = 1,
     feature_group_count: int = 1,
     use_bias: bool = True,
+    activation: str | Callable[[jax.Array], jax.Array] | None = None,
     w_init: Initializer = GLOROT_UNIFORM,
     b_init: Initializer = jax.nn.initializers.zeros,
     dtype: Any = None,
@@ -145,6 +147,8 @@ def Conv(
             groups, each convolved separately; equal to the input channels for a
             depthwise convolution (``features`` then a multiple of it).
         use_bias: whether to add the bias ``b``.
+        activation: applied after the bias, as in Keras's ``Conv2D(activation=...)``:
+            a name from ``funcnet.ACTIVATIONS``, a function, or None (linear).
         w_init: initializer of ``w``, ``[*kernel_size, in_channels / groups,
             features]``.
         b_init: initializer of ``b``, ``[features]``.
@@ -176,6 +180,7 @@ def Conv(
     n = len(kernel)
     groups = positive_int(name, "feature_group_count", feature_group_count)
     impl = check_impl(name, impl)
+    act = get_activation(activation, name)
     if features % groups:
         raise ValueError(
             f"{name}: features ({features}) must be divisible by feature_group_count ({groups}): "
@@ -224,7 +229,7 @@ def Conv(
             groups=groups,
             impl=impl,
         )
-        return _plus_bias(y, params, use_bias), state
+        return act(_plus_bias(y, params, use_bias)), state
 
     return Layer(init, apply, name)
 
@@ -249,6 +254,7 @@ def ConvTranspose(
     *,
     dilation: int | Sequence[int] = 1,
     use_bias: bool = True,
+    activation: str | Callable[[jax.Array], jax.Array] | None = None,
     w_init: Initializer = GLOROT_UNIFORM,
     b_init: Initializer = jax.nn.initializers.zeros,
     dtype: Any = None,
@@ -273,6 +279,8 @@ def ConvTranspose(
             ``(size - 1) * stride + extent``.
         dilation: the spacing between kernel taps.
         use_bias: whether to add the bias ``b``.
+        activation: applied after the bias, as in Keras's ``Conv2DTranspose(activation=...)``:
+            a name from ``funcnet.ACTIVATIONS``, a function, or None (linear).
         w_init: initializer of ``w``, ``[*kernel_size, in_channels, features]``.
         b_init: initializer of ``b``, ``[features]``.
         dtype: the computation dtype; None computes in the input's dtype.
@@ -302,6 +310,7 @@ def ConvTranspose(
     )
     n = len(kernel)
     impl = check_impl(name, impl)
+    act = get_activation(activation, name)
 
     def geometry(shape: Sequence[int | None]) -> list[tuple[int, int] | None]:
         result: list[tuple[int, int] | None] = []
@@ -358,6 +367,6 @@ def ConvTranspose(
             rhs_dilation=dil,
             impl=impl,
         )
-        return _plus_bias(y, params, use_bias), state
+        return act(_plus_bias(y, params, use_bias)), state
 
     return Layer(init, apply, name)

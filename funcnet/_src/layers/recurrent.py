@@ -335,13 +335,14 @@ def GRU(
     return_sequences: bool = False,
     return_state: bool = False,
     use_bias: bool = True,
+    reset_after: bool = True,
     w_init: Initializer = GLOROT_UNIFORM,
     u_init: Initializer = _ORTHOGONAL,
     dtype: Any = None,
     param_dtype: Any = jnp.float32,
     name: str = "GRU",
 ) -> Layer:
-    """Gated recurrent unit, Keras's default ``reset_after=True`` form (gates ``z, r, h``).
+    """Gated recurrent unit, Keras's formulation (gates ``z, r, h``).
 
     Args:
         units: the size of the hidden state ``h``.
@@ -350,7 +351,11 @@ def GRU(
         return_sequences: return every ``h_t`` ``[batch, time, units]`` instead
             of the last ``[batch, units]``.
         return_state: return ``(y, h_final)``.
-        use_bias: whether to add ``b`` ``[2, 3*units]`` (input and recurrent biases).
+        use_bias: whether to add ``b``: ``[2, 3*units]`` (input and recurrent biases)
+            with ``reset_after``, else ``[3*units]``.
+        reset_after: apply the reset gate after the recurrent matmul,
+            ``r * (h U_h + b_h)`` (Keras's default, the cuDNN form); False gives
+            the original GRU, ``(r * h) U_h``, as Keras's ``reset_after=False``.
         w_init: initializer of ``w`` ``[features, 3*units]``.
         u_init: initializer of ``u`` ``[units, 3*units]``.
         dtype: the computation dtype; None computes in the input's dtype.
@@ -367,8 +372,22 @@ def GRU(
         >>> out_shape, jax.tree.map(jnp.shape, params)
         ((None, 4, 5), {'b': (2, 15), 'u': (5, 15), 'w': (3, 15)})
     """
+    check_flags(name, reset_after=reset_after)
     act = get_activation(activation, name)
     gate_act = get_activation(recurrent_activation, name)
+
+    def step_reset_before(
+        p: dict[str, jax.Array], carry: tuple[jax.Array, ...], xw_t: jax.Array
+    ) -> tuple[jax.Array, ...]:
+        h = carry[0]
+        if "b" in p:
+            xw_t = xw_t + expand_to(p["b"], 2)
+        x_z, x_r, x_h = jnp.split(xw_t, 3, axis=-1)
+        u_z, u_r, u_h = jnp.split(p["u"], 3, axis=-1)
+        z = gate_act(x_z + h @ u_z)
+        r = gate_act(x_r + h @ u_r)
+        candidate = act(x_h + (r * h) @ u_h)
+        return (z * h + (1 - z) * candidate,)
 
     def step(
         p: dict[str, jax.Array], carry: tuple[jax.Array, ...], xw_t: jax.Array
@@ -385,7 +404,10 @@ def GRU(
         candidate = act(x_h + r * h_h)
         return (z * h + (1 - z) * candidate,)
 
-    cell = _Cell(units, 3, 1, _zeros_bias(lambda u: (2, 3 * u)), step)
+    if not reset_after:
+        cell = _Cell(units, 3, 1, _zeros_bias(lambda u: (3 * u,)), step_reset_before)
+    else:
+        cell = _Cell(units, 3, 1, _zeros_bias(lambda u: (2, 3 * u)), step)
     return _recurrent(
         cell, return_sequences, return_state, use_bias, w_init, u_init, dtype, param_dtype, name
     )
