@@ -289,7 +289,7 @@ def test_float_ids_are_cast_as_keras_does():
 @keras_allowed
 def encoder():
     tokens = keras.Input((5, 8))
-    attended = L.MultiHeadAttention(num_heads=2, key_dim=3)(tokens, tokens)
+    attended = L.MultiHeadAttention(num_heads=2, key_dim=3)(tokens, tokens, use_causal_mask=True)
     h = L.LayerNormalization(epsilon=1e-6)(L.Add()([tokens, attended]))
     ff = L.Dense(8)(L.Dropout(0.1)(L.Dense(16, activation="relu")(h)))
     h = L.LayerNormalization(epsilon=1e-6)(L.Add()([h, ff]))
@@ -310,6 +310,25 @@ def test_transformer_encoder_fine_tunes(encoder):
     x, y = data(16, 5, 8), data(16, 2, seed=5)
     result = fine_tune(net, params, state, x, y, "mse")
     assert result.history["loss"][-1] < result.history["loss"][0]
+
+
+def test_a_model_used_as_a_layer_is_rebuilt_inside():
+    block = keras.Sequential([keras.Input((3,)), L.Rescaling(0.5, offset=1.0), L.Dense(4)])
+    x = keras.Input((3,))
+    model = keras.Model(x, L.Dense(2)(L.Identity()(block(x))))
+    assert_same_predictions(model, *converted(model), data(4, 3))
+
+
+def test_call_options_other_than_the_causal_mask_are_refused():
+    q = keras.Input((4, 2))
+    mask = keras.Input((4, 4), dtype="bool")
+    out = L.MultiHeadAttention(1, 2, name="att")(q, q, attention_mask=mask)
+    with pytest.raises(
+        ValueError,
+        match=r"layer 'att' \(MultiHeadAttention\) is called with "
+        r"attention_mask=.*masks and call options are not carried over",
+    ):
+        fn.from_keras(keras.Model([q, mask], out))
 
 
 # --------------------------------------------------------------------------

@@ -34,7 +34,7 @@ class _Call(NamedTuple):
     layer: Any
     inputs: tuple[int, ...]  # ids of the Keras tensors it reads, in funcnet's order
     output: int
-    kwargs: dict[str, Any]
+    options: dict[str, Any]  # call options the converter reads (MultiHeadAttention's mask)
 
 
 def _check_model(model: Any) -> Any:
@@ -78,6 +78,12 @@ def _check_model(model: Any) -> Any:
     return model
 
 
+def _is_model(layer: Any) -> bool:
+    import keras  # only reached with a Keras graph in hand
+
+    return isinstance(layer, keras.Model)
+
+
 def _calls(graph: Any) -> list[_Call]:
     """The graph's layer calls in an order where every input comes first."""
     calls, seen_layers = [], set()
@@ -114,24 +120,20 @@ def _arguments(node: Any) -> tuple[tuple[int, ...], int, dict[str, Any]]:
         query, value = given["query"], given["value"]
         key = given.get("key") if given.get("key") is not None else value
         ids = tuple(id(t) for t in (query, key, value))
-        causal = kwargs.pop("use_causal_mask", False)
-        if causal:
-            raise ValueError(
-                f"from_keras: {describe_layer(layer)} is called with use_causal_mask=True; "
-                "from_keras does not convert masked attention yet. Convert the model without "
-                "it, or build the funcnet model by hand with MultiHeadAttention(causal=True)."
-            )
+        # The causal mask is the layer's to build (funcnet's causal=True): keep it aside.
+        options: dict[str, Any] = {"use_causal_mask": bool(kwargs.pop("use_causal_mask", False))}
     else:
         ids = tuple(id(t) for t in node.arguments.keras_tensors)
+        options = {}
     unknown = {k: v for k, v in kwargs.items() if v is not None and v is not False}
     if unknown:
-        options = ", ".join(f"{k}={v!r:.40}" for k, v in unknown.items())
+        given_options = ", ".join(f"{k}={v!r:.40}" for k, v in unknown.items())
         raise ValueError(
-            f"from_keras: {describe_layer(layer)} is called with {options}, which from_keras "
+            f"from_keras: {describe_layer(layer)} is called with {given_options}, which from_keras "
             "does not convert (masks and call options are not carried over). Call the layer "
             "on its input tensors alone."
         )
-    return ids, id(node.outputs[0]), kwargs
+    return ids, id(node.outputs[0]), options
 
 
 def _identity(x: Any) -> Any:
@@ -296,8 +298,14 @@ def from_keras(model: Any) -> tuple[Layer, Params, State]:
     converted = []
     for call in calls:
         shapes[call.output] = tuple(call.layer.output.shape)
+        if _is_model(call.layer):  # a model used as a layer: rebuilt the same way
+            converted.append(Converted(*from_keras(call.layer)))
+            continue
         info = KerasLayerInfo(
-            call.layer, call.layer.get_config(), tuple(shapes[t] for t in call.inputs)
+            call.layer,
+            call.layer.get_config(),
+            tuple(shapes[t] for t in call.inputs),
+            call.options,
         )
         converted.append(convert_layer(info))
     stages = _stages(calls, converted, input_ids, output_ids)

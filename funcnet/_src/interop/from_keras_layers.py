@@ -37,6 +37,7 @@ from funcnet._src.layers import (
     GlobalAvgPool,
     GlobalMaxPool,
     GroupNorm,
+    Identity,
     LayerNorm,
     LeakyRelu,
     MaxPool,
@@ -62,6 +63,7 @@ class KerasLayerInfo(NamedTuple):
     layer: Any  # the Keras layer
     config: dict[str, Any]
     input_shapes: tuple[tuple[int | None, ...], ...]  # one per Keras input tensor
+    options: dict[str, Any]  # options of the call itself (use_causal_mask)
 
 
 def describe_layer(layer: Any) -> str:
@@ -174,6 +176,25 @@ def _softmax(info: KerasLayerInfo) -> Converted:
     if not isinstance(axis, int):
         raise unsupported(info.layer, f"axis={axis!r}", "Use one integer axis.")
     return Converted(Softmax(axis), {}, {})
+
+
+def _identity(info: KerasLayerInfo) -> Converted:
+    return Converted(Identity(), {}, {})
+
+
+def _rescaling(info: KerasLayerInfo) -> Converted:
+    scale, offset = info.config["scale"], info.config["offset"]
+    if not all(isinstance(v, (int, float)) for v in (scale, offset)):
+        raise unsupported(
+            info.layer,
+            f"scale={scale!r}, offset={offset!r}",
+            "Use one number for each (per-channel values have no funcnet twin).",
+        )
+
+    def rescale(x: Any) -> Any:
+        return x * jnp.asarray(scale, x.dtype) + jnp.asarray(offset, x.dtype)
+
+    return Converted(Lambda(rescale, name=info.layer.name), {}, {})
 
 
 def _dropout(info: KerasLayerInfo) -> Converted:
@@ -477,7 +498,7 @@ def _bidirectional(info: KerasLayerInfo) -> Converted:
         raise unsupported(layer, f"merge_mode={merge!r}", "Use concat, sum, mul, ave or None.")
     halves = {}
     for role, child in (("forward", layer.forward_layer), ("backward", layer.backward_layer)):
-        child_info = KerasLayerInfo(child, child.get_config(), info.input_shapes)
+        child_info = KerasLayerInfo(child, child.get_config(), info.input_shapes, {})
         if type(child).__name__ not in ("SimpleRNN", "LSTM", "GRU"):
             raise unsupported(
                 layer, f"a {type(child).__name__} inside", "Wrap a SimpleRNN, LSTM or GRU."
@@ -529,6 +550,8 @@ def _multi_head_attention(info: KerasLayerInfo) -> Converted:
         cfg["key_dim"],
         cfg.get("value_dim") or cfg["key_dim"],
         output_shape,
+        # Keras's causal mask is funcnet's: query i attends to keys j <= i.
+        causal=info.options.get("use_causal_mask", False),
         use_bias=cfg["use_bias"],
         name=layer.name,
     )
@@ -553,6 +576,8 @@ CONVERTERS: dict[str, Callable[[KerasLayerInfo], Converted]] = {
     "ELU": _elu,
     "Softmax": _softmax,
     "Dropout": _dropout,
+    "Identity": _identity,
+    "Rescaling": _rescaling,
     "Flatten": _flatten,
     "Reshape": _reshape,
     "Conv1D": _conv,
