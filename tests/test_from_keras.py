@@ -417,6 +417,27 @@ def test_conv_activation_is_applied_after_the_bias():
     np.testing.assert_allclose(y[0], [[0.0, 97.0]] * 3)
 
 
+def test_conv_transpose_output_padding_predicts_as_keras():
+    model = keras.Sequential(
+        [keras.Input((4, 4, 2)),
+         L.Conv2DTranspose(3, 3, strides=2, padding="valid", output_padding=1),
+         L.Conv2DTranspose(2, 2, strides=(3, 2), padding="same", output_padding=(2, 0))]
+    )  # fmt: skip
+    net, params, state = converted(model)
+    assert net.init(jax.random.key(0), (None, 4, 4, 2))[0] == model.output_shape == (None, 29, 18, 2)
+    assert_same_predictions(model, net, params, state, data(2, 4, 4, 2))
+
+
+def test_conv_transpose_output_padding_extends_the_high_end_with_the_bias():
+    up = fn.ConvTranspose(1, (2,), strides=2, padding="VALID", output_padding=1)
+    _, params, state = up.init(jax.random.key(0), (None, 2, 1))
+    params = {"w": jnp.ones_like(params["w"]), "b": jnp.array([0.5])}
+    y, _ = up.apply(params, state, jnp.ones((1, 2, 1)))
+    np.testing.assert_allclose(y[0, :, 0], [1.5, 1.5, 1.5, 1.5, 0.5])
+    with pytest.raises(ValueError, match=r"output_padding must be a non-negative int"):
+        fn.ConvTranspose(1, (2,), output_padding=-1)
+
+
 def test_gru_reset_after_false_has_one_bias_row():
     gru = fn.GRU(3, reset_after=False)
     _, params, _ = gru.init(jax.random.key(0), (None, 4, 2))

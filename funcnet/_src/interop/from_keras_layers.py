@@ -241,17 +241,50 @@ def _conv(info: KerasLayerInfo) -> Converted:
     return Converted(net, _with_bias({"w": _array(w["kernel"])}, w), {})
 
 
+def _transpose_padding(layer: Any, cfg: dict, input_shape: tuple) -> tuple[list, list]:
+    """funcnet's ``(low, high)`` trims and ``output_padding`` for Keras's output_padding.
+
+    Keras's JAX backend pads the stride-dilated input by ``(left, right)``
+    before a stride-1 correlation; ``extent - 1`` on each side is the full
+    scatter, so funcnet trims ``extent - 1 - left`` and ``extent - 1 - right``
+    elements, and a negative trim on the right is output_padding.
+    """
+    from keras.src.backend.common.backend_utils import (
+        compute_conv_transpose_padding_args_for_jax,
+    )
+
+    kernel = tuple(cfg["kernel_size"])
+    jax_pads = compute_conv_transpose_padding_args_for_jax(
+        input_shape=input_shape,
+        kernel_shape=(*kernel, cfg["filters"], input_shape[-1]),
+        strides=cfg["strides"],
+        padding=cfg["padding"],
+        output_padding=cfg["output_padding"],
+        dilation_rate=cfg["dilation_rate"],
+    )
+    trims, extra = [], []
+    for (left, right), k, d in zip(jax_pads, kernel, cfg["dilation_rate"]):
+        full = (k - 1) * d  # extent - 1
+        if left > full:
+            raise unsupported(
+                layer,
+                f"output_padding={cfg['output_padding']!r}",
+                "It pads the low end of the output, which funcnet's ConvTranspose cannot.",
+            )
+        trims.append((full - left, max(full - right, 0)))
+        extra.append(max(right - full, 0))
+    return trims, extra
+
+
 def _conv_transpose(info: KerasLayerInfo) -> Converted:
     layer, cfg = info.layer, info.config
     _channels_last(layer, cfg)
-    if cfg.get("output_padding") is not None:
-        raise unsupported(
-            layer,
-            f"output_padding={cfg['output_padding']!r}",
-            "Leave output_padding=None (funcnet's ConvTranspose has no output_padding).",
-        )
     if cfg["padding"] not in ("valid", "same"):
         raise unsupported(layer, f"padding={cfg['padding']!r}", "Use padding='valid' or 'same'.")
+    padding: Any = cfg["padding"].upper()
+    extra: Any = 0
+    if cfg.get("output_padding") is not None:
+        padding, extra = _transpose_padding(layer, cfg, info.input_shapes[0])
     w = _weights(layer)
     # Keras stores [*kernel, out, in], funcnet [*kernel, in, out]; both scatter
     # x[i] * w[k] to output i * stride + k (tested against Keras).
@@ -260,8 +293,9 @@ def _conv_transpose(info: KerasLayerInfo) -> Converted:
         cfg["filters"],
         tuple(cfg["kernel_size"]),
         tuple(cfg["strides"]),
-        cfg["padding"].upper(),
+        padding,
         dilation=tuple(cfg["dilation_rate"]),
+        output_padding=extra,
         use_bias=cfg["use_bias"],
         activation=activation_name(layer, cfg["activation"]),
         name=layer.name,

@@ -33,6 +33,7 @@ from funcnet._src.layers._checks import (
     GLOROT_UNIFORM,
     Initializer,
     check_impl,
+    is_int,
     positive_int,
 )
 from funcnet._src.layers._window import (
@@ -253,6 +254,7 @@ def ConvTranspose(
     padding: str | Sequence[tuple[int, int]] = "SAME",
     *,
     dilation: int | Sequence[int] = 1,
+    output_padding: int | Sequence[int] = 0,
     use_bias: bool = True,
     activation: str | Callable[[jax.Array], jax.Array] | None = None,
     w_init: Initializer = GLOROT_UNIFORM,
@@ -278,6 +280,10 @@ def ConvTranspose(
             number of elements trimmed from each end of the full output
             ``(size - 1) * stride + extent``.
         dilation: the spacing between kernel taps.
+        output_padding: elements added at the high end of each spatial axis of
+            the output (an int for every axis or one per axis), which only the
+            bias reaches: Keras's ``output_padding``, to reach an output size
+            the padding alone cannot give (e.g. an even size from "VALID").
         use_bias: whether to add the bias ``b``.
         activation: applied after the bias, as in Keras's ``Conv2DTranspose(activation=...)``:
             a name from ``funcnet.ACTIVATIONS``, a function, or None (linear).
@@ -310,6 +316,18 @@ def ConvTranspose(
     )
     n = len(kernel)
     impl = check_impl(name, impl)
+    extra: tuple = (
+        (output_padding,) * n
+        if is_int(output_padding)
+        else tuple(output_padding)
+        if isinstance(output_padding, (tuple, list))
+        else ()
+    )
+    if len(extra) != n or not all(is_int(v) and v >= 0 for v in extra):
+        raise ValueError(
+            f"{name}: output_padding must be a non-negative int or a tuple of {n} non-negative "
+            f"ints (one per spatial axis), got {output_padding!r}."
+        )
     act = get_activation(activation, name)
 
     def geometry(shape: Sequence[int | None]) -> list[tuple[int, int] | None]:
@@ -320,6 +338,7 @@ def ConvTranspose(
                 continue
             extent = dilated(k, d)
             out, trim = _transpose_geometry(pad, axis, size, extent, s)
+            out += extra[axis]
             if out < 1:
                 raise shape_error(
                     name,
