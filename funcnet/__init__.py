@@ -82,15 +82,21 @@ from funcnet._src.layers import LeakyRelu as LeakyRelu
 from funcnet._src.layers import LogSoftmax as LogSoftmax
 from funcnet._src.layers import MaxPool as MaxPool
 from funcnet._src.layers import MultiHeadAttention as MultiHeadAttention
+from funcnet._src.layers import PositionalEmbedding as PositionalEmbedding
 from funcnet._src.layers import Relu as Relu
 from funcnet._src.layers import Reshape as Reshape
 from funcnet._src.layers import RMSNorm as RMSNorm
 from funcnet._src.layers import Sigmoid as Sigmoid
 from funcnet._src.layers import Silu as Silu
 from funcnet._src.layers import SimpleRNN as SimpleRNN
+from funcnet._src.layers import SinusoidalPositions as SinusoidalPositions
 from funcnet._src.layers import Softmax as Softmax
 from funcnet._src.layers import Softplus as Softplus
 from funcnet._src.layers import Tanh as Tanh
+from funcnet._src.layers import TransformerDecoderBlock as TransformerDecoderBlock
+from funcnet._src.layers import TransformerEncoderBlock as TransformerEncoderBlock
+from funcnet._src.layers import TransformerLM as TransformerLM
+from funcnet._src.layers import tied_embedding as tied_embedding
 from funcnet._src.losses import LOSSES as LOSSES
 from funcnet._src.losses import binary_crossentropy as binary_crossentropy
 from funcnet._src.losses import categorical_crossentropy as categorical_crossentropy
@@ -117,6 +123,7 @@ from funcnet._src.training.ensemble import FitManyResult as FitManyResult
 from funcnet._src.training.ensemble import fit_many as fit_many
 from funcnet._src.training.fit import FitResult as FitResult
 from funcnet._src.training.fit import fit as fit
+from funcnet._src.training.generate import generate as generate
 from funcnet._src.training.inference import evaluate as evaluate
 from funcnet._src.training.inference import predict as predict
 from funcnet._src.training.keras_callbacks import BackupAndRestore as BackupAndRestore
@@ -177,6 +184,7 @@ __all__ = [
     "MaxPool",
     "ModelCheckpoint",
     "MultiHeadAttention",
+    "PositionalEmbedding",
     "RMSNorm",
     "ReduceLROnPlateau",
     "Relu",
@@ -184,12 +192,16 @@ __all__ = [
     "Sigmoid",
     "Silu",
     "SimpleRNN",
+    "SinusoidalPositions",
     "Softmax",
     "Softplus",
     "Tanh",
     "TensorBoard",
     "TerminateOnNaN",
     "TrainState",
+    "TransformerDecoderBlock",
+    "TransformerEncoderBlock",
+    "TransformerLM",
     "accuracy",
     "as_function",
     "as_params_function",
@@ -221,6 +233,7 @@ __all__ = [
     "from_stax",
     "fsdp",
     "gather_for_save",
+    "generate",
     "huber",
     "init_train_state",
     "load",
@@ -242,6 +255,7 @@ __all__ = [
     "shard_batch",
     "sparse_categorical_crossentropy",
     "summary",
+    "tied_embedding",
     "to_equinox",
     "to_flax",
     "to_haiku",

@@ -53,7 +53,15 @@ def all_cases() -> list[Case]:
     from tests.registry import foundation
 
     modules = [foundation]
-    for optional in ("conv", "norm", "embed", "attention", "recurrent", "combinators"):
+    for optional in (
+        "conv",
+        "norm",
+        "embed",
+        "attention",
+        "recurrent",
+        "combinators",
+        "transformer",
+    ):
         try:
             modules.append(__import__(f"tests.registry.{optional}", fromlist=["CASES"]))
         except ModuleNotFoundError as error:

@@ -26,6 +26,14 @@ from funcnet._src.layers.norm import BatchNorm, GroupNorm, LayerNorm, RMSNorm
 from funcnet._src.layers.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
 from funcnet._src.layers.recurrent import GRU, LSTM, SimpleRNN
 from funcnet._src.layers.shape import Flatten, Reshape
+from funcnet._src.layers.transformer import (
+    PositionalEmbedding,
+    SinusoidalPositions,
+    TransformerDecoderBlock,
+    TransformerEncoderBlock,
+    TransformerLM,
+    tied_embedding,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -52,14 +60,20 @@ __all__ = [
     "LogSoftmax",
     "MaxPool",
     "MultiHeadAttention",
+    "PositionalEmbedding",
     "RMSNorm",
     "Relu",
     "Reshape",
     "Sigmoid",
     "Silu",
     "SimpleRNN",
+    "SinusoidalPositions",
     "Softmax",
     "Softplus",
     "Tanh",
+    "TransformerDecoderBlock",
+    "TransformerEncoderBlock",
+    "TransformerLM",
     "get_activation",
+    "tied_embedding",
 ]
