@@ -50,3 +50,12 @@ def test_digits_cnn_learns_in_a_few_epochs():
 @pytest.mark.slow
 def test_digits_cnn_reaches_97_percent():
     assert load("digits_cnn").main(verbose=0) >= 0.97
+
+
+def test_char_lm_beats_the_unigram_baseline():
+    # Tiny: one narrow block, no LSTM baseline; the full run's numbers are in the README.
+    bits = load("char_lm").main(
+        steps=150, features=32, depth=1, num_heads=2, context=32, lstm_units=None,
+        learning_rate=1e-2, sample_length=8, verbose=False,
+    )  # fmt: skip
+    assert bits["transformer"] < bits["unigram"] - 0.5
