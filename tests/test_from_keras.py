@@ -312,6 +312,23 @@ def test_transformer_encoder_fine_tunes(encoder):
     assert result.history["loss"][-1] < result.history["loss"][0]
 
 
+def test_layer_normalization_over_chosen_axes_predicts_as_keras():
+    model = keras.Sequential(
+        [keras.Input((3, 4, 2)), L.LayerNormalization(axis=[1, 2, 3]), L.LayerNormalization(axis=1),
+         L.LayerNormalization(axis=(-3, -1), center=False, epsilon=1e-5)]
+    )  # fmt: skip
+    net, params, state = converted(model)
+    assert [jnp.shape(p["scale"]) for p in params[0]] == [(3, 4, 2), (3,), (3, 2)]
+    assert_same_predictions(model, net, params, state, data(2, 3, 4, 2))
+
+
+def test_layer_norm_axis_is_checked():
+    with pytest.raises(TypeError, match=r"LayerNorm: axis must be an int or a tuple of ints"):
+        fn.LayerNorm(axis="last")
+    with pytest.raises(ValueError, match=r"axis=0 must name distinct non-batch axes"):
+        fn.LayerNorm(axis=0).init(jax.random.key(0), (None, 3))
+
+
 def test_a_model_used_as_a_layer_is_rebuilt_inside():
     block = keras.Sequential([keras.Input((3,)), L.Rescaling(0.5, offset=1.0), L.Dense(4)])
     x = keras.Input((3,))
@@ -384,8 +401,8 @@ def test_a_sequential_without_input_shape_is_refused():
          r"layer 'g' \(GRU\): go_backwards=True is not supported\. Reverse the sequence"),
         (L.Dense(2, activation=lambda x: x * 2, name="d"), (3,),
          r"layer 'd' \(Dense\): activation=.* is not supported\. funcnet knows the activations"),
-        (L.LayerNormalization(axis=1, name="n"), (3, 2),
-         r"layer 'n' \(LayerNormalization\): axis=\[1\] is not supported\. funcnet normalises over "
+        (L.GroupNormalization(2, axis=1, name="n"), (4, 2),
+         r"layer 'n' \(GroupNormalization\): axis=1 is not supported\. funcnet normalises over "
          r"the last axis only"),
     ],
     ids=["unknown-layer", "channels-first", "mask-zero", "masking", "rnn-dropout",
@@ -424,7 +441,9 @@ def test_conv_transpose_output_padding_predicts_as_keras():
          L.Conv2DTranspose(2, 2, strides=(3, 2), padding="same", output_padding=(2, 0))]
     )  # fmt: skip
     net, params, state = converted(model)
-    assert net.init(jax.random.key(0), (None, 4, 4, 2))[0] == model.output_shape == (None, 29, 18, 2)
+    assert (
+        net.init(jax.random.key(0), (None, 4, 4, 2))[0] == model.output_shape == (None, 29, 18, 2)
+    )
     assert_same_predictions(model, net, params, state, data(2, 4, 4, 2))
 
 

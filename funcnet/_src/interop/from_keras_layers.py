@@ -384,9 +384,13 @@ def _layer_norm(info: KerasLayerInfo) -> Converted:
     _require(
         layer, cfg, "rms_scaling", (False,), "Use funcnet's RMSNorm in a funcnet model instead."
     )
-    _last_axis_only(info, cfg["axis"])
+    axis = cfg["axis"]
     net = LayerNorm(
-        epsilon=cfg["epsilon"], use_scale=cfg["scale"], use_bias=cfg["center"], name=layer.name
+        epsilon=cfg["epsilon"],
+        axis=tuple(axis) if isinstance(axis, (list, tuple)) else axis,
+        use_scale=cfg["scale"],
+        use_bias=cfg["center"],
+        name=layer.name,
     )
     return Converted(net, _affine(_weights(layer)), {})
 

@@ -60,13 +60,44 @@ def _known(name: str, size: int | None, what: str, shape: tuple) -> int:
     return size
 
 
-def _affine_params(features: int, use_scale: bool, use_bias: bool, param_dtype: Any) -> dict:
+def _affine_params(
+    features: int | tuple[int, ...], use_scale: bool, use_bias: bool, param_dtype: Any
+) -> dict:
+    shape = features if isinstance(features, tuple) else (features,)
     params = {}
     if use_scale:
-        params["scale"] = jnp.ones((features,), param_dtype)
+        params["scale"] = jnp.ones(shape, param_dtype)
     if use_bias:
-        params["bias"] = jnp.zeros((features,), param_dtype)
+        params["bias"] = jnp.zeros(shape, param_dtype)
     return params
+
+
+def _check_axis(name: str, axis: Any) -> tuple[int, ...]:
+    """LayerNorm's and RMSNorm's ``axis``: one int or a tuple of distinct ints."""
+    axes = (axis,) if isinstance(axis, int) and not isinstance(axis, bool) else axis
+    if (
+        not isinstance(axes, (tuple, list))
+        or not axes
+        or not all(isinstance(a, int) and not isinstance(a, bool) for a in axes)
+    ):
+        raise TypeError(
+            f"{name}: axis must be an int or a tuple of ints (the axes normalised over), "
+            f"got {axis!r}."
+        )
+    return tuple(axes)
+
+
+def _resolve_axes(name: str, axes: tuple[int, ...], shape: tuple) -> tuple[int, ...]:
+    """``axes`` as sorted non-negative positions of an input of ``shape``, never the batch."""
+    ndim = len(shape)
+    resolved = sorted({a % ndim for a in axes if -ndim <= a < ndim})
+    if len(resolved) != len(axes) or 0 in resolved:
+        raise shape_error(
+            name,
+            f"axis={axes if len(axes) > 1 else axes[0]} must name distinct non-batch axes of "
+            f"the input, got shape {shape} (rank {ndim}). Use axes 1..{ndim - 1} or -1.",
+        )
+    return tuple(resolved)
 
 
 def _affine(y: jax.Array, params: dict, shape: tuple[int, ...]) -> jax.Array:
@@ -110,12 +141,15 @@ def _feature_norm(
     *,
     center: bool = True,
     num_groups: int | None = None,
+    axis: tuple[int, ...] = (-1,),
 ) -> Layer:
     """The per-example norms, with params per feature (the last axis).
 
-    Statistics run over the last axis (LayerNorm; RMSNorm without ``center``)
-    or, with ``num_groups``, over the spatial axes and one group of channels.
+    Statistics run over the last axis (LayerNorm; RMSNorm without ``center``),
+    or over ``axis`` with params shaped as those axes, or, with ``num_groups``,
+    over the spatial axes and one group of channels.
     """
+    last_only = axis == (-1,)
     _check_epsilon(name, epsilon)
     check_flags(name, use_scale=use_scale, use_bias=use_bias)
 
@@ -131,6 +165,10 @@ def _feature_norm(
     def init(key: jax.Array, input_shape: InputShape) -> tuple[Shape, Params, State]:
         del key
         shape = _float_input_shape(name, input_shape, min_rank=2)
+        if not last_only:
+            axes = _resolve_axes(name, axis, shape)
+            sizes = tuple(_known(name, shape[a], f"axis {a}", shape) for a in axes)
+            return shape, _affine_params(sizes, use_scale, use_bias, param_dtype), {}
         what = "last (feature)" if num_groups is None else "last (channel)"
         features = _known(name, shape[-1], what, shape)
         check_groups(shape)
@@ -153,11 +191,24 @@ def _feature_norm(
                 name,
                 f"expected an input of rank >= 2, [batch, ..., channels], got shape {x.shape}.",
             )
+        compute_dtype = dtype or x.dtype
+        x_stats = x.astype(_stats_dtype(compute_dtype))
+        if not last_only:
+            axes = _resolve_axes(name, axis, x.shape)
+            sizes = tuple(x.shape[a] for a in axes)
+            if params and next(iter(params.values())).shape != sizes:
+                raise shape_error(
+                    name,
+                    f"expected axes {axes} of sizes {next(iter(params.values())).shape} (as "
+                    f"given at init), got input of shape {x.shape}. Re-run init with this "
+                    "input shape.",
+                )
+            y = _normalize(x_stats, axes, epsilon, center=center)
+            per_axis = tuple(x.shape[i] if i in axes else 1 for i in range(x.ndim))
+            return _affine(y, params, per_axis).astype(compute_dtype), state
         if params:
             _check_features(name, x, -1, next(iter(params.values())).shape[0])
         check_groups(x.shape)
-        compute_dtype = dtype or x.dtype
-        x_stats = x.astype(_stats_dtype(compute_dtype))
         if num_groups is None:
             y = _normalize(x_stats, -1, epsilon, center=center)
         else:
@@ -288,6 +339,7 @@ def BatchNorm(
 def LayerNorm(
     *,
     epsilon: float = 1e-3,
+    axis: int | tuple[int, ...] = -1,
     use_scale: bool = True,
     use_bias: bool = True,
     dtype: Any = None,
@@ -303,6 +355,10 @@ def LayerNorm(
         epsilon: added to the variance before the square root; 1e-3 as in Keras's
             ``LayerNormalization`` (Flax and PyTorch use 1e-6 and 1e-5: pass
             ``epsilon=1e-6`` to port their models, where small variances matter).
+        axis: the axis, or tuple of axes, normalised over (never the batch axis
+            0), as Keras's ``LayerNormalization(axis=...)``; ``scale`` and
+            ``bias`` then have those axes' sizes, e.g. ``axis=(1, 2, 3)`` over
+            ``[batch, H, W, C]`` gives params ``[H, W, C]``.
         use_scale: whether to learn ``scale``.
         use_bias: whether to learn ``bias``.
         dtype: the output dtype; None keeps the input's. Statistics are float32.
@@ -321,7 +377,8 @@ def LayerNorm(
         >>> [round(v, 3) for v in y[0].tolist()]  # [-1, 0, 1] / sqrt(2/3 + 1e-3)
         [-1.224, 0.0, 1.224]
     """
-    return _feature_norm(name, epsilon, use_scale, use_bias, dtype, param_dtype)
+    axes = _check_axis(name, axis)
+    return _feature_norm(name, epsilon, use_scale, use_bias, dtype, param_dtype, axis=axes)
 
 
 def RMSNorm(
