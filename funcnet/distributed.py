@@ -12,6 +12,7 @@ from funcnet._src.parallel.distributed import print_main as print_main
 from funcnet._src.parallel.distributed import process_rows as process_rows
 from funcnet._src.parallel.distributed import process_share as process_share
 from funcnet._src.parallel.distributed import resolve_arguments as resolve_arguments
+from funcnet._src.parallel.distributed import slurm_local_device_ids as slurm_local_device_ids
 
 __all__ = [
     "ProcessInfo",
@@ -21,4 +22,5 @@ __all__ = [
     "process_rows",
     "process_share",
     "resolve_arguments",
+    "slurm_local_device_ids",
 ]

@@ -263,3 +263,108 @@ def test_one_process_is_the_main_one_and_feeds_every_row(capsys):
     assert [a.tolist() for a in share] == [list(range(8)), list(range(0, 16, 2))]
     with pytest.raises(ValueError, match=r"process_share: the batch holds no arrays\."):
         fn.distributed.process_share((), jax.devices()[:1])
+
+
+# SLURM: which GPUs each task drives. Simulated variables, no cluster started.
+SLURM = {
+    "SLURM_JOB_ID": "4242",
+    "SLURM_STEP_NODELIST": "gpu[01-04]",
+    "SLURM_NTASKS": "4",
+    "SLURM_PROCID": "2",
+    "SLURM_LOCALID": "0",
+    "SLURM_NODEID": "2",
+}
+ONE_TASK_PER_NODE = {**SLURM, "SLURM_STEP_TASKS_PER_NODE": "1(x4)"}
+
+
+def slurm_env(monkeypatch, **variables):
+    for name in ("JAX_LOCAL_DEVICE_IDS", "CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
+                 "HIP_VISIBLE_DEVICES", "SLURM_GPUS_ON_NODE", "SLURM_NTASKS_PER_NODE",
+                 "SLURM_TASKS_PER_NODE", "SLURM_STEP_TASKS_PER_NODE"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.mark.parametrize(
+    "variables, expected",
+    [
+        # One process per node, 8 GPUs: it drives all 8 (JAX alone would give [0]).
+        ({**ONE_TASK_PER_NODE, "CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7"}, list(range(8))),
+        ({**SLURM, "SLURM_TASKS_PER_NODE": "1(x4)", "SLURM_GPUS_ON_NODE": "4"}, [0, 1, 2, 3]),
+        ({**SLURM, "SLURM_NTASKS_PER_NODE": "1", "ROCR_VISIBLE_DEVICES": "0,1"}, [0, 1]),
+        # One task per GPU, each seeing all of them: JAX's own [SLURM_LOCALID].
+        (
+            {
+                **SLURM,
+                "SLURM_LOCALID": "3",
+                "SLURM_STEP_TASKS_PER_NODE": "4(x4)",
+                "CUDA_VISIBLE_DEVICES": "0,1,2,3",
+            },
+            [3],
+        ),
+        # --gpus-per-task=1: the task sees only its GPU, as device 0.
+        (
+            {
+                **SLURM,
+                "SLURM_LOCALID": "3",
+                "SLURM_STEP_TASKS_PER_NODE": "4(x4)",
+                "CUDA_VISIBLE_DEVICES": "3",
+            },
+            [0],
+        ),
+        # Two tasks on an 8-GPU node: a block of 4 each; uneven task counts per node.
+        (
+            {
+                **SLURM,
+                "SLURM_LOCALID": "1",
+                "SLURM_NODEID": "1",
+                "SLURM_STEP_TASKS_PER_NODE": "1,2(x3)",
+                "SLURM_GPUS_ON_NODE": "8",
+            },
+            [4, 5, 6, 7],
+        ),
+        # Left to JAX: no GPU, counts that do not divide, an explicit override, no SLURM.
+        ({**ONE_TASK_PER_NODE, "CUDA_VISIBLE_DEVICES": "NoDevFiles"}, None),
+        ({**SLURM, "SLURM_STEP_TASKS_PER_NODE": "3(x4)", "SLURM_GPUS_ON_NODE": "8"}, None),
+        ({**ONE_TASK_PER_NODE, "SLURM_GPUS_ON_NODE": "8", "JAX_LOCAL_DEVICE_IDS": "0"}, None),
+        ({"CUDA_VISIBLE_DEVICES": "0,1", "SLURM_NTASKS_PER_NODE": "1"}, None),
+    ],
+)
+def test_slurm_tasks_drive_the_gpus_they_see(monkeypatch, variables, expected):
+    slurm_env(monkeypatch, **variables)
+    assert fn.distributed.slurm_local_device_ids() == expected
+    assert fn.distributed.slurm_local_device_ids(variables) == expected  # a mapping given
+
+
+def test_initialize_under_slurm_passes_every_gpu_of_a_one_task_node(monkeypatch):
+    """What reaches ``jax.distributed.initialize``, and what JAX's own detection does with it."""
+    from jax._src import clusters  # JAX's cluster detection, to compare with
+
+    slurm_env(monkeypatch, **ONE_TASK_PER_NODE, SLURM_GPUS_ON_NODE="4")
+    for name in ("FUNCNET_COORDINATOR", "JAX_COORDINATOR_ADDRESS", "FUNCNET_NUM_PROCESSES",
+                 "JAX_NUM_PROCESSES", "FUNCNET_PROCESS_ID", "JAX_PROCESS_ID"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    seen = {}
+
+    class StopError(Exception):
+        pass
+
+    def capture(address, count, index, *, local_device_ids, initialization_timeout):
+        seen.update(local_device_ids=local_device_ids)
+        raise StopError
+
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(jax.distributed, "initialize", capture)
+    with pytest.raises(StopError):
+        fn.distributed.initialize()
+    assert seen == {"local_device_ids": [0, 1, 2, 3]}
+    with pytest.raises(StopError):
+        fn.distributed.initialize(local_device_ids=[1])  # an explicit choice wins
+    assert seen == {"local_device_ids": [1]}
+
+    detect = clusters.ClusterEnv.auto_detect_unset_distributed_params
+    # JAX alone restricts the node's one process to GPU 0 (SLURM_LOCALID) ...
+    assert detect(None, None, None, None, None, 10) == ("gpu01:61586", 4, 2, [0])
+    # ... and keeps the ids funcnet fills in, detecting the rest.
+    assert detect(None, None, None, [0, 1, 2, 3], None, 10) == ("gpu01:61586", 4, 2, [0, 1, 2, 3])

@@ -105,6 +105,93 @@ def resolve_arguments(
     return coordinator_address, count, index
 
 
+_SLURM_VARS = (
+    "SLURM_JOB_ID",
+    "SLURM_STEP_NODELIST",
+    "SLURM_NTASKS",
+    "SLURM_PROCID",
+    "SLURM_LOCALID",
+)
+_VISIBLE_VARS = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")
+
+
+def _tasks_on_node(environ: Any) -> int | None:
+    """Tasks of this job step on this node, from SLURM's variables (None: not said)."""
+    for name in ("SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE"):
+        # "8(x4)" or "2(x3),1": counts per node, in node order (SLURM_NODEID indexes it).
+        value = environ.get(name)
+        if not value:
+            continue
+        counts: list[int] = []
+        for part in value.split(","):
+            match = re.fullmatch(r"(\d+)(?:\(x(\d+)\))?", part.strip())
+            if match is None:
+                counts = []
+                break
+            counts += [int(match.group(1))] * int(match.group(2) or 1)
+        node = environ.get("SLURM_NODEID", "0")
+        if counts and node.isdigit() and int(node) < len(counts):
+            return counts[int(node)]
+    value = environ.get("SLURM_NTASKS_PER_NODE", "")
+    return int(value) if value.isdigit() else None
+
+
+def _visible_gpus(environ: Any) -> int | None:
+    """GPUs this process can see: CUDA_VISIBLE_DEVICES (or ROCm's), else SLURM_GPUS_ON_NODE."""
+    for name in _VISIBLE_VARS:
+        value = environ.get(name)
+        if value is not None:
+            # SLURM writes "NoDevFiles" when the step has no GPU.
+            entries = [e for e in value.split(",") if e.strip() and e.strip() != "NoDevFiles"]
+            return len(entries)
+    value = environ.get("SLURM_GPUS_ON_NODE", "")
+    return int(value) if value.isdigit() else None
+
+
+def slurm_local_device_ids(environ: Any = None) -> list[int] | None:
+    """The GPUs a SLURM task drives: JAX's choice corrected for tasks that drive several.
+
+    JAX's SLURM detection gives every task the one device ``[SLURM_LOCALID]``
+    of those it sees: right for one task per GPU when every task sees all of
+    the node's GPUs, wrong otherwise. Here, with ``k`` GPUs visible to the
+    task (``CUDA_VISIBLE_DEVICES``, ROCm's variables, else
+    ``SLURM_GPUS_ON_NODE``) and ``t`` tasks on the node:
+
+    - ``t == 1`` (one process per node): all ``k`` GPUs, ``[0, ..., k-1]``;
+    - ``k == 1`` (the task bound to its own GPU, ``--gpus-per-task=1``): ``[0]``
+      (JAX's ``[SLURM_LOCALID]`` names a GPU the task cannot see);
+    - ``k`` a multiple of ``t``: the task's block of ``k / t`` GPUs (for
+      ``k == t``, JAX's own choice).
+
+    None (leave it to JAX) outside SLURM, when ``JAX_LOCAL_DEVICE_IDS`` is
+    set, or when the counts are unknown or do not divide.
+
+    Args:
+        environ: the environment to read (default ``os.environ``).
+
+    Example:
+        >>> env = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "node[1-2]", "SLURM_NTASKS": "2",
+        ...        "SLURM_PROCID": "1", "SLURM_LOCALID": "0", "SLURM_NODEID": "1",
+        ...        "SLURM_STEP_TASKS_PER_NODE": "1(x2)", "CUDA_VISIBLE_DEVICES": "0,1,2,3"}
+        >>> slurm_local_device_ids(env)
+        [0, 1, 2, 3]
+    """
+    environ = os.environ if environ is None else environ
+    if not all(name in environ for name in _SLURM_VARS) or environ.get("JAX_LOCAL_DEVICE_IDS"):
+        return None
+    gpus, tasks = _visible_gpus(environ), _tasks_on_node(environ)
+    local_id = environ["SLURM_LOCALID"]
+    if not gpus or not local_id.isdigit():
+        return None
+    if gpus == 1:
+        return [0]
+    if not tasks or gpus % tasks or int(local_id) >= tasks:
+        return None
+    per_task = gpus // tasks
+    first = int(local_id) * per_task
+    return list(range(first, first + per_task))
+
+
 def initialize(
     coordinator_address: str | None = None,
     num_processes: int | None = None,
@@ -124,7 +211,9 @@ def initialize(
         num_processes: how many processes take part.
         process_id: this process's id, from 0 to ``num_processes - 1``.
         local_device_ids: the local devices this process uses (e.g. one GPU
-            per process); None: all of them.
+            per process); None: all of them, except under SLURM, where each
+            task drives the GPUs :func:`slurm_local_device_ids` gives (all
+            the GPUs it sees when it is the node's only task).
         timeout: seconds to wait for every process to join.
 
     Returns:
@@ -140,6 +229,8 @@ def initialize(
     if jax.distributed.is_initialized():
         return _check_joined(count, index, address)
     _use_gloo_on_cpu()
+    if local_device_ids is None:
+        local_device_ids = slurm_local_device_ids()
     try:
         jax.distributed.initialize(
             address,
