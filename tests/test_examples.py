@@ -52,6 +52,63 @@ def test_digits_cnn_reaches_97_percent():
     assert load("digits_cnn").main(verbose=0) >= 0.97
 
 
+# What only pure functions make easy (docs/functional.md): each trick at a small size.
+
+
+def test_per_example_grads_are_each_examples_own_and_dp_sgd_learns():
+    import jax
+
+    example = load("per_example_grads")
+    result = example.main(steps=300, n=300)
+    assert result["accuracy"] > 0.9  # DP-SGD (clipped, noisy) still learns the circle
+    params, state = result["params"], result["state"]
+    x = np.random.default_rng(0).uniform(-1, 1, (5, 2)).astype(np.float32)
+    y = np.array([0, 1, 1, 0, 1], np.int32)
+    grads = example.per_example_grads(state, params, x, y)
+    loss = example.example_loss_fn(state)
+    one_at_a_time = jax.jit(jax.grad(loss))
+    for i in range(len(x)):  # vmap(grad) equals grad of each example alone
+        one = one_at_a_time(params, x[i], y[i])
+        for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(one)):
+            np.testing.assert_allclose(got[i], want, rtol=1e-4, atol=1e-5)
+    norms = np.asarray(example.global_norms(grads))
+    bound = float(np.median(norms))  # some examples above it, some below
+    clipped_norms = np.asarray(example.global_norms(example.clip(grads, bound)))
+    assert np.all(clipped_norms <= bound * (1 + 1e-5))
+    np.testing.assert_allclose(clipped_norms[norms <= bound], norms[norms <= bound], rtol=1e-5)
+
+
+def test_maml_adapts_to_a_new_wave_better_than_pretraining():
+    errors = load("maml").main(meta_steps=200)
+    assert errors["maml"] < 0.85 * errors["pretrained"] < errors["untrained"]
+
+
+def test_hessian_vector_products_and_top_eigenvalue_match_the_dense_hessian():
+    import jax
+
+    result = load("hessian").main(hidden=(3,), n=20, epochs=300, iterations=500)
+    loss, weights = result["loss"], result["weights"]
+    hessian = np.asarray(jax.jit(jax.hessian(loss))(weights), np.float64)  # 13 x 13 here
+    v = np.random.default_rng(0).normal(size=weights.shape).astype(np.float32)
+    hvp = jax.jit(load("hessian").hvp, static_argnums=0)(loss, weights, v)
+    np.testing.assert_allclose(hvp, hessian @ v, rtol=1e-4, atol=1e-5)
+    eigenvalues = np.linalg.eigvalsh((hessian + hessian.T) / 2)
+    assert eigenvalues[-1] > abs(eigenvalues[0])  # power iteration finds the largest in magnitude
+    assert result["eigenvalue"] == pytest.approx(eigenvalues[-1], rel=1e-3)
+
+
+def test_ensemble_members_differ_and_disagree_more_far_from_the_data():
+    import jax
+
+    out = load("ensemble_uncertainty").main(members=4, epochs=5)
+    for leaf in jax.tree.leaves(out["result"].params):  # every leaf: [members, ...]
+        assert leaf.shape[0] == 4 and not np.allclose(leaf[0], leaf[1])
+    spread = out["spread"]
+    assert spread["on the data"] > 0  # the members are different models
+    assert spread["radius 10-20"] > 3 * spread["on the data"]
+    assert out["accuracy"] > 0.9
+
+
 def test_char_lm_beats_the_unigram_baseline():
     # Tiny: one narrow block, no LSTM baseline; the full run's numbers are in the README.
     bits = load("char_lm").main(
