@@ -12,6 +12,7 @@ import optax
 import pytest
 
 import funcnet as fn
+from funcnet._src.playground import trainer as trainer_module
 from funcnet._src.playground.cli import main
 from funcnet.playground import (
     PlaygroundConfig,
@@ -117,6 +118,32 @@ def test_keys_without_effect_on_training_are_accepted():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert parse_playground_url(fragment) == PlaygroundConfig()
+
+
+def test_link_fields_are_read_as_the_site_reads_them():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # The hidden-control flags of features (and of every control) change nothing.
+        hidden = "x_hide=true&y_hide=false&xSquared_hide=true&sinY_hide=true&noise_hide=true"
+        assert parse_playground_url(hidden) == PlaygroundConfig()
+        # Without problem=regression the site stays in classification: reg-plane is
+        # not one of its classification datasets, so `dataset` keeps its default.
+        config = parse_playground_url("dataset=reg-plane")
+        assert (config.dataset, config.problem) == ("circle", "classification")
+        assert parse_playground_url("problem=regression&regDataset=circle").dataset == "reg-plane"
+        # The noise slider: above 80 the site resets it to 50; up to 80 it is kept.
+        assert parse_playground_url("noise=90").noise == 50
+        assert parse_playground_url("noise=70").noise == 70
+        assert parse_playground_url("noise=-5").noise == 0
+    # A regularization name the site does not know is none there, with a warning here.
+    with pytest.warns(
+        UserWarning,
+        match=r"unknown regularization 'L3' in the link: the Playground treats it as none",
+    ):
+        assert parse_playground_url("regularization=L3").regularization == "none"
+    # Plainly broken values still fail clearly.
+    with pytest.raises(ValueError, match=r"malformed fragment: noise='loud' is not a number"):
+        parse_playground_url("noise=loud")
 
 
 def test_unknown_keys_are_reported():
@@ -281,8 +308,8 @@ def test_l1_steps_by_sign_and_kills_weights_it_pushes_across_zero():
     params = {"w": jnp.array([1.0, -1.0, 0.02, 0.0])}
     grads = {"w": jnp.zeros(4)}
     new, state = _step("L1", 0.5, 0.1, params, grads)
-    # sign(w) with +1 at 0, as the Playground's derivative; 0.02 - 0.05 crosses zero -> 0.
-    np.testing.assert_allclose(new["w"], [0.95, -0.95, 0.0, -0.05], rtol=1e-6)
+    # sign(w), 0 at exactly 0, as the Playground's derivative; 0.02 - 0.05 crosses zero -> 0.
+    np.testing.assert_allclose(new["w"], [0.95, -0.95, 0.0, 0.0], rtol=1e-6)
     dead = state[1].dead["w"]
     assert dead.tolist() == [False, False, True, False]
     # A dead weight stays at 0 whatever its gradient.
@@ -304,58 +331,89 @@ def test_no_regularization_is_plain_sgd():
 
 
 def _reference_epochs(params, x, y, config, epochs):
-    """The Playground's training loop (nn.ts) in float64 numpy, batch by batch."""
+    """The Playground's oneStep (playground.ts) and nn.ts in float64 numpy, point by point.
+
+    Each point's gradient is accumulated; the weights move whenever
+    (i + 1) % batchSize == 0, by the mean of what was accumulated since the last
+    update (which carries an epoch's leftover points into the next epoch).
+    """
     act = {"tanh": (np.tanh, lambda z: 1 - np.tanh(z) ** 2)}[config.activation]
     out = (np.tanh, lambda z: 1 - np.tanh(z) ** 2)
     layers = [(np.array(p["w"], np.float64), np.array(p["b"], np.float64)) for p in params[1:]]
     dead = [np.zeros_like(w, bool) for w, _ in layers]
     lr, rate = config.learning_rate, config.regularization_rate
+    acc = [(np.zeros_like(w), np.zeros_like(b)) for w, b in layers]
+    count = 0
     for _ in range(epochs):
-        for start in range(0, len(x), config.batch_size):
-            xb, yb = x[start : start + config.batch_size], y[start : start + config.batch_size]
-            acts, zs = [xb], []
-            for i, (w, b) in enumerate(layers):
+        for i in range(len(x)):
+            acts, zs = [x[i : i + 1]], []
+            for k, (w, b) in enumerate(layers):
                 zs.append(acts[-1] @ w + b)
-                acts.append((out if i == len(layers) - 1 else act)[0](zs[-1]))
-            output_der = acts[-1] - yb  # d/d(output) of 0.5 * (output - target)^2
-            grads = [None] * len(layers)
-            for i in reversed(range(len(layers))):
-                input_der = output_der * (out if i == len(layers) - 1 else act)[1](zs[i])
-                grads[i] = (acts[i].T @ input_der / len(xb), input_der.mean(axis=0))
-                output_der = input_der @ layers[i][0].T
-            for i, ((w, b), (gw, gb)) in enumerate(zip(layers, grads)):
-                moved = w - lr * gw
-                der = w if config.regularization == "L2" else np.where(w < 0, -1.0, 1.0)
+                acts.append((out if k == len(layers) - 1 else act)[0](zs[-1]))
+            output_der = acts[-1] - y[i : i + 1]  # d/d(output) of 0.5 * (output - target)^2
+            for k in reversed(range(len(layers))):
+                input_der = output_der * (out if k == len(layers) - 1 else act)[1](zs[k])
+                acc[k] = (acc[k][0] + acts[k].T @ input_der, acc[k][1] + input_der[0])
+                output_der = input_der @ layers[k][0].T
+            count += 1
+            if (i + 1) % config.batch_size:
+                continue
+            for k, ((w, b), (gw, gb)) in enumerate(zip(layers, acc)):
+                moved = w - lr * gw / count
+                der = w if config.regularization == "L2" else np.sign(w)
                 new = moved - lr * rate * der
                 if config.regularization == "L1":
                     crossed = moved * new < 0
-                    new = np.where(dead[i], w, np.where(crossed, 0.0, new))
-                    dead[i] |= crossed
-                layers[i] = (new, b - lr * gb)
+                    new = np.where(dead[k], w, np.where(crossed, 0.0, new))
+                    dead[k] |= crossed
+                layers[k] = (new, b - lr * gb / count)
+            acc = [(np.zeros_like(w), np.zeros_like(b)) for w, b in layers]
+            count = 0
     return layers
 
 
 @pytest.mark.parametrize("regularization, rate", [("L2", 0.3), ("L1", 0.05)])
 def test_training_matches_the_playgrounds_update_rule(regularization, rate):
+    # 23 points in batches of 5: 4 updates per epoch, and the 3 leftover points
+    # join the next epoch's first update (the site's rule, not a smaller 5th batch).
     config = PlaygroundConfig(
         network_shape=(3,), learning_rate=0.3, batch_size=5,
         regularization=regularization, regularization_rate=rate,
     )  # fmt: skip
     data = playground_dataset(config)
-    x, y = data.train_x[:20], data.train_y[:20]
+    x, y = data.train_x[:23], data.train_y[:23]
     net, opt = playground_network(config), playground_optimizer(config)
-    start = fn.init_train_state(net, opt, (None, 2), key=3)
-    initial = jax.device_get(start.params)
-    result = fn.fit(
-        net, x, y, loss=half_squared_error, optimizer=opt, epochs=3, batch_size=5,
-        shuffle=False, train_state=start,
-    )  # fmt: skip
+    ts = fn.init_train_state(net, opt, (None, 2), key=3)
+    initial = jax.device_get(ts.params)
+    epoch = trainer_module._epoch_function(net, opt)
+    indices, kinds = trainer_module.site_batches(23, 5)
+    for number in range(3):
+        ts = epoch(ts, jnp.asarray(x), jnp.asarray(y), indices, kinds, number > 0)
     expected = _reference_epochs(initial, x.astype(np.float64), y.astype(np.float64), config, 3)
-    for got, (w, b) in zip(result.params[1:], expected):
+    for got, (w, b) in zip(ts.params[1:], expected):
         np.testing.assert_allclose(got["w"], w, atol=2e-5)
         np.testing.assert_allclose(got["b"], b, atol=2e-5)
     if regularization == "L1":
         assert any(np.any(w == 0) for w, _ in expected)  # the rate is high enough to kill some
+
+
+def test_batch_size_that_does_not_divide_follows_the_site():
+    # circle, batch 30: 250 training points = 8 updates per epoch (not 9); the
+    # issue's float64 replay of the site gives test loss 0.329 at epoch 100.
+    result = run_playground("batchSize=30", epochs=100)
+    assert result.history["test_loss"][-1] == pytest.approx(0.329, abs=2e-3)
+    assert int(result.train_state.step) == 100 * 8
+
+
+@pytest.mark.parametrize("regularization, rate", [("L1", 0.0), ("L2", 0.0), ("L1", 0.01)])
+def test_no_hidden_layer_with_regularization_trains(regularization, rate):
+    # The Playground's feature-selection setting: inputs straight to the output.
+    result = run_playground(
+        f"networkShape=&regularization={regularization}&regularizationRate={rate}"
+        "&dataset=gauss&xSquared=true",
+        epochs=3,
+    )
+    assert result.history["test_loss"][-1] < result.history["test_loss"][0]
 
 
 # --------------------------------------------------------------------------
@@ -368,14 +426,16 @@ def test_default_circle_reaches_a_low_test_loss():
     result = run_playground(epochs=100, log_every=50, print_fn=lines.append)
     history = result.history
     assert set(history) == {"loss", "test_loss", "accuracy", "test_accuracy"}
-    assert all(len(v) == 100 for v in history.values())
+    # Entry 0 is the panel before training, as the site shows it at epoch 0.
+    assert all(len(v) == 101 for v in history.values())
     assert history["test_loss"][-1] < 0.05
     assert history["test_loss"][0] > 0.3  # it started from chance (tanh outputs near 0)
     assert history["test_accuracy"][-1] >= 0.98
     assert lines == [
-        f"epoch {e}: train loss {history['loss'][e - 1]:.4f}, test loss {history['test_loss'][e - 1]:.4f}"
-        for e in (50, 100)
+        f"epoch {e}: train loss {history['loss'][e]:.4f}, test loss {history['test_loss'][e]:.4f}"
+        for e in (0, 50, 100)
     ]
+    assert result.epochs == 100 and not result.diverged
     assert len(result.data.train_x) == len(result.data.test_x) == 250
     # The panel's loss is the mean of 0.5 * (output - target)^2 over the test points.
     outputs = result.predict(result.data.test_x)
@@ -435,6 +495,20 @@ def test_cli_default_run_prints_losses_and_saves_the_picture(tmp_path, capsys):
     )
     assert f"Saved picture to {out}" in text
     assert out.exists()
+
+
+def test_cli_shows_epoch_0_and_says_when_a_run_diverged(capsys):
+    assert main(["playground", "--epochs", "2", "--no-picture"]) == 0
+    assert re.search(
+        r"^epoch 0: train loss 0\.\d{4}, test loss 0\.\d{4}$", capsys.readouterr().out, re.M
+    )
+    link = "problem=regression&learningRate=10&networkShape="
+    assert main(["playground", link, "--epochs", "50", "--no-picture"]) == 0
+    text = capsys.readouterr().out
+    assert "Done: 50 epochs" not in text
+    assert (
+        "Diverged: the losses stopped being finite at epoch 1 of 50, so training stopped." in text
+    )
 
 
 def test_cli_flags_override_the_link(capsys):

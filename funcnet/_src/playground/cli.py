@@ -213,9 +213,14 @@ def _playground(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         parser.error(str(error))
     seconds = time.perf_counter() - start
     history = result.history
-    if epochs:
+    if result.diverged:
+        print(
+            f"Diverged: the losses stopped being finite at epoch {result.epochs} of {epochs}, "
+            "so training stopped. Try a smaller --learning-rate."
+        )
+    elif epochs:
         summary = (
-            f"Done: {epochs} epochs in {seconds:.1f} s. Final train loss "
+            f"Done: {result.epochs} epochs in {seconds:.1f} s. Final train loss "
             f"{history['loss'][-1]:.4f}, test loss {history['test_loss'][-1]:.4f}"
         )
         if "test_accuracy" in history:

@@ -84,7 +84,7 @@ def playground_network(config: PlaygroundConfig) -> Layer:
     """The network the Playground builds for ``config``: features, hidden layers, output.
 
     The same architecture gives the same :class:`Layer` object, so runs that
-    differ only in data, seed or optimizer share ``fit``'s compiled programs.
+    differ only in data, seed or optimizer share their compiled programs.
 
     Example:
         >>> import jax
@@ -128,6 +128,11 @@ def half_squared_error(
     return 0.5 * mse(predictions, targets)
 
 
+class _Moved(NamedTuple):
+    weight: jax.Array
+    dead: jax.Array
+
+
 class RegularizationState(NamedTuple):
     """Per weight, whether L1 has set it to 0 for good (the Playground's dead links)."""
 
@@ -146,7 +151,7 @@ def playground_regularization(
 
     After the gradient step has moved a weight from ``w`` to ``w'``, the
     regularization moves it to ``w' - learning_rate * rate * d(w)``, where
-    ``d(w) = w`` for L2 and ``sign(w)`` (+1 at 0) for L1, as the Playground
+    ``d(w) = w`` for L2 and ``sign(w)`` (0 at 0) for L1, as the Playground
     does. Under L1 a weight that this crosses over zero becomes 0 and stays
     frozen there. Only leaves named ``"w"`` (weights) are regularized.
 
@@ -184,7 +189,8 @@ def playground_regularization(
             if not _is_weight(path):
                 return w + u, dead
             moved = w + u
-            derivative = jnp.where(w < 0, -1.0, 1.0).astype(w.dtype) if l1 else w
+            # The site's L1 derivative: sign(w), and 0 at exactly 0 (nn.ts).
+            derivative = jnp.sign(w) if l1 else w
             new = moved - step * derivative
             if l1:
                 crossed = moved * new < 0
@@ -194,10 +200,14 @@ def playground_regularization(
                 dead = dead | crossed
             return new, dead
 
-        pairs = jax.tree_util.tree_map_with_path(new_weight, updates, params, state.dead)
-        is_pair = lambda t: isinstance(t, tuple) and len(t) == 2 and not isinstance(t[0], tuple)  # noqa: E731
-        new_params = jax.tree.map(lambda pair: pair[0], pairs, is_leaf=is_pair)
-        dead = jax.tree.map(lambda pair: pair[1], pairs, is_leaf=is_pair)
+        moved = jax.tree_util.tree_map_with_path(
+            lambda path, u, w, d: _Moved(*new_weight(path, u, w, d)), updates, params, state.dead
+        )
+        # A marker class, not "a tuple of two": params are tuples too (a network
+        # without hidden layers has exactly two entries).
+        is_moved = lambda t: isinstance(t, _Moved)  # noqa: E731
+        new_params = jax.tree.map(lambda m: m.weight, moved, is_leaf=is_moved)
+        dead = jax.tree.map(lambda m: m.dead, moved, is_leaf=is_moved)
         new_updates = jax.tree.map(lambda n, w: n - w, new_params, params)
         return new_updates, RegularizationState(dead)
 

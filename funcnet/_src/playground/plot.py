@@ -38,6 +38,12 @@ ORANGE, WHITE, BLUE = "#f59322", "#e8eaeb", "#0877bd"
 PLAYGROUND_CMAP = LinearSegmentedColormap.from_list("playground", [ORANGE, WHITE, BLUE])
 """Orange (-1) to near-white (0) to blue (+1), as the Playground colours outputs."""
 
+SHADES = 31
+"""The Playground's heat maps quantise the output's scale into 31 colours (heatmap.ts)."""
+
+ALPHA = 160 / 255
+"""The Playground's heat maps are drawn at opacity 160/255."""
+
 FIGSIZE = (10.0, 4.5)
 DPI = 100
 """``save_playground_png`` writes ``FIGSIZE * DPI`` = 1000 x 450 pixels by default."""
@@ -127,6 +133,7 @@ def plot_decision_boundary(
     vmax: float = 1.0,
     discretize: bool = False,
     boundary: bool = True,
+    shades: int | None = SHADES,
 ) -> Axes:
     """The output of a 2-D model over ``[-extent, extent]^2`` as a heat map, with points.
 
@@ -145,7 +152,10 @@ def plot_decision_boundary(
         vmax: the score drawn fully blue; the boundary line is drawn
             halfway between ``vmin`` and ``vmax``.
         discretize: colour each cell by its side of the boundary only.
-        boundary: draw the line where the score crosses halfway.
+        boundary: draw the line where the score crosses halfway (the
+            Playground draws none).
+        shades: colours of the scale, as the Playground's heat map (31);
+            None for a continuous scale.
 
     Returns:
         The axes.
@@ -169,8 +179,9 @@ def plot_decision_boundary(
     shown = np.where(scores >= middle, vmax, vmin) if discretize else scores
     ax.imshow(
         shown, origin="lower", extent=(-extent, extent, -extent, extent),
-        cmap=PLAYGROUND_CMAP, vmin=vmin, vmax=vmax, interpolation="bilinear",
-        alpha=0.6,  # lighter than the points, so points of either label stand out, as in the Playground
+        cmap=PLAYGROUND_CMAP if shades is None else PLAYGROUND_CMAP.resampled(shades),
+        vmin=vmin, vmax=vmax, interpolation="nearest",
+        alpha=ALPHA,  # lighter than the points, so points of either label stand out, as in the Playground
     )  # fmt: skip
     if boundary and np.nanmin(scores) < middle < np.nanmax(scores):
         ax.contour(gx, gy, scores, levels=[middle], colors="#555555", linewidths=0.8)
@@ -205,7 +216,7 @@ def playground_figure(result: Any, *, params: Any = None, epoch: int | None = No
         A matplotlib Figure of ``FIGSIZE`` inches.
     """
     history = result.history
-    epochs = len(history.get("loss", []))
+    epochs = len(history.get("loss", [])) - 1  # entry 0 is before training
     epoch = epochs if epoch is None else epoch
     figure = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     left, right = figure.subplots(1, 2, width_ratios=[1.0, 1.25])
@@ -213,11 +224,10 @@ def playground_figure(result: Any, *, params: Any = None, epoch: int | None = No
     plot_decision_boundary(
         lambda p: result.predict(p, params), left,
         points=data.train_x, labels=data.train_y, test_points=data.test_x, test_labels=data.test_y,
-        discretize=config.discretize,
-        boundary=config.problem == "classification",
+        discretize=config.discretize, boundary=False,
     )  # fmt: skip
     left.set_title(f"{config.dataset}: output after epoch {epoch}")
-    shown = {k: history[k][:epoch] for k in ("loss", "test_loss") if k in history}
+    shown = {k: history[k][: epoch + 1] for k in ("loss", "test_loss") if k in history}
     if epoch > 0 and shown:
         plot_history(
             {"train loss" if k == "loss" else "test loss": v for k, v in shown.items()}, right
@@ -225,11 +235,14 @@ def playground_figure(result: Any, *, params: Any = None, epoch: int | None = No
         # The Playground's line chart: train in grey, test in black.
         for line, colour in zip(right.get_lines(), ("#777777", "black")):
             line.set_color(colour)
+            line.set_xdata(np.arange(epoch + 1))  # from epoch 0, as the site's chart
         right.legend()
         right.set_xlim(0, max(epochs, 1))
-        # Fixed to the whole run, so that frames of one run share their scale.
-        top = max(max(history[k]) for k in shown)
-        right.set_ylim(0, 1.05 * top if top > 0 else 1.0)
+        # The site's chart spans [min, max] of the losses; fixed to the whole run,
+        # so that frames of one run share their scale.
+        values = [v for k in shown for v in history[k] if np.isfinite(v)]
+        low, high = (min(values), max(values)) if values else (0.0, 1.0)
+        right.set_ylim(low, high if high > low else low + 1.0)
         right.set_title(
             f"train loss {shown['loss'][-1]:.4f}, test loss {shown['test_loss'][-1]:.4f}"
         )

@@ -3,8 +3,9 @@
 :func:`run_playground` trains the network that a :class:`PlaygroundConfig`
 (or a Playground link, see :func:`parse_playground_url`) describes, with the
 Playground's own semantics: its data (:mod:`funcnet.datasets`), its network,
-loss and optimizer (``funcnet._src.playground.model``), one ``funcnet.fit``
-call over the training points in the order of one shuffle, and after each
+loss and optimizer (``funcnet._src.playground.model``), the site's batching
+over the training points in the order of one shuffle
+(``funcnet._src.playground.trainer``), and before training and after each
 epoch the train and test losses that the Playground's panel shows. What is
 reproduced exactly, and what differs from the browser: ``docs/playground.md``.
 """
@@ -12,7 +13,7 @@ reproduced exactly, and what differs from the browser: ``docs/playground.md``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -20,7 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcnet._src.core import Layer, Params
-from funcnet._src.playground.datasets import playground_data, playground_split
 from funcnet._src.playground.model import (
     PlaygroundFeatures,
     half_squared_error,
@@ -28,10 +28,9 @@ from funcnet._src.playground.model import (
     playground_optimizer,
     playground_regularization,
 )
+from funcnet._src.playground.trainer import PlaygroundTrainer, playground_arrays
 from funcnet._src.playground.url import FEATURES, PlaygroundConfig, parse_playground_url
-from funcnet._src.training.callbacks import Callback
-from funcnet._src.training.fit import fit
-from funcnet._src.training.step import History, TrainState, init_train_state
+from funcnet._src.training.step import History, TrainState
 
 DEFAULT_EPOCHS = 300
 """Epochs of ``python -m funcnet playground``: the default circle run is well under 0.05 test loss."""
@@ -49,32 +48,6 @@ class PlaygroundData(NamedTuple):
     test_y: np.ndarray
 
 
-class _PanelCallback(Callback):
-    """After each epoch: the panel's train and test losses, log lines and snapshots."""
-
-    def __init__(
-        self, panel, arrays, history, snapshots, epochs, log_every, snapshot_every, print_fn
-    ):
-        self.panel, self.arrays, self.history, self.snapshots = panel, arrays, history, snapshots
-        self.epochs, self.log_every, self.snapshot_every = epochs, log_every, snapshot_every
-        self.print_fn = print_fn
-
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
-        ts = self.run.train_state
-        panel = jax.device_get(self.panel(ts.params, ts.state, *self.arrays))
-        for name, value in panel.items():
-            self.history.setdefault(name, []).append(float(value))
-        number, last = epoch + 1, epoch + 1 == self.epochs
-        if self.log_every and (number % self.log_every == 0 or last):
-            self.print_fn(
-                f"epoch {number}: train loss {self.history['loss'][-1]:.4f}, "
-                f"test loss {self.history['test_loss'][-1]:.4f}"
-            )
-        if self.snapshot_every and (number % self.snapshot_every == 0 or last):
-            # Copied to the host: fit donates the train state's buffers.
-            self.snapshots.append((number, jax.device_get(ts.params)))
-
-
 def playground_dataset(config: PlaygroundConfig) -> PlaygroundData:
     """The config's points, shuffled once and split by ``percent_train``.
 
@@ -83,12 +56,7 @@ def playground_dataset(config: PlaygroundConfig) -> PlaygroundData:
         >>> data.train_x.shape, data.test_y.shape
         ((150, 2), (350, 1))
     """
-    rng = np.random.default_rng(config.seed)
-    points, labels = playground_data(config.dataset, noise=config.noise / 100, seed=rng)
-    (train_x, train_y), (test_x, test_y) = playground_split(
-        points, labels, config.percent_train, seed=rng
-    )
-    return PlaygroundData(train_x, train_y[:, None], test_x, test_y[:, None])
+    return PlaygroundData(*playground_arrays(config))
 
 
 class PlaygroundResult(NamedTuple):
@@ -99,9 +67,13 @@ class PlaygroundResult(NamedTuple):
         net: the network (a funcnet layer).
         train_state: the final :class:`funcnet.TrainState` (``.params``, ``.state``).
         history: per epoch, the panel's ``loss`` (train) and ``test_loss``,
-            and for classification ``accuracy`` and ``test_accuracy``.
+            and for classification ``accuracy`` and ``test_accuracy``; entry
+            0 is before training (the site's panel at epoch 0), entry ``i``
+            after epoch ``i``.
         data: the :class:`PlaygroundData`.
         snapshots: ``(epoch, params)`` pairs kept for frames (epoch 0 is the start).
+        diverged: the losses stopped being finite, so the run stopped early
+            (``len(history["loss"]) - 1`` epochs ran).
     """
 
     config: PlaygroundConfig
@@ -110,6 +82,12 @@ class PlaygroundResult(NamedTuple):
     history: History
     data: PlaygroundData
     snapshots: list[tuple[int, Params]]
+    diverged: bool = False
+
+    @property
+    def epochs(self) -> int:
+        """The number of epochs that ran."""
+        return len(self.history["loss"]) - 1
 
     @property
     def params(self) -> Params:
@@ -129,25 +107,6 @@ def _forward(net: Layer) -> Callable:
     return jax.jit(lambda params, state, x: net.apply(params, state, x, train=False))
 
 
-@functools.lru_cache(maxsize=32)
-def _panel(net: Layer, classification: bool) -> Callable:
-    """One jitted evaluation of what the Playground's panel shows after an epoch."""
-
-    def logs(params, state, train_x, train_y, test_x, test_y):
-        out_train = net.apply(params, state, train_x)[0]
-        out_test = net.apply(params, state, test_x)[0]
-        values = {
-            "loss": half_squared_error(out_train, train_y),
-            "test_loss": half_squared_error(out_test, test_y),
-        }
-        if classification:
-            values["accuracy"] = jnp.mean(jnp.where(out_train >= 0, 1.0, -1.0) == train_y)
-            values["test_accuracy"] = jnp.mean(jnp.where(out_test >= 0, 1.0, -1.0) == test_y)
-        return values
-
-    return jax.jit(logs)
-
-
 def run_playground(
     config: PlaygroundConfig | str | None = None,
     *,
@@ -161,9 +120,12 @@ def run_playground(
     Args:
         config: a :class:`PlaygroundConfig`, a Playground link or fragment, or
             None for the Playground's defaults (circle, x and y, 4-2 tanh).
-        epochs: passes over the training points (the Playground's "epochs").
-        log_every: print ``epoch N: train loss ..., test loss ...`` every this
-            many epochs (and at the last); 0 prints nothing.
+        epochs: passes over the training points (the Playground's "epochs"),
+            with the site's batching: ``floor(n / batch_size)`` updates per
+            epoch, the leftover points joining the next epoch's first update.
+            A run whose losses stop being finite stops early.
+        log_every: print ``epoch N: train loss ..., test loss ...`` at epoch 0
+            and every this many epochs (and at the last); 0 prints nothing.
         snapshot_every: keep the params every this many epochs (and at 0 and
             the last) in ``result.snapshots``, for frames; None keeps none.
         print_fn: where the log lines go.
@@ -174,7 +136,7 @@ def run_playground(
     Example:
         >>> result = run_playground("dataset=gauss&networkShape=", epochs=5)
         >>> len(result.history["test_loss"]), result.history["test_loss"][-1] < 0.05
-        (5, True)
+        (6, True)
     """
     if config is None:
         config = PlaygroundConfig()
@@ -182,32 +144,30 @@ def run_playground(
         config = parse_playground_url(config)
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
         raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}.")
-    data = playground_dataset(config)
-    n_train = len(data.train_x)
-    if config.batch_size > n_train:
-        raise ValueError(
-            f"batch_size {config.batch_size} is larger than the training set ({n_train} points, "
-            f"{config.percent_train:g}% of the data). Use a batch size of at most {n_train}."
-        )
-    net = playground_network(config)
-    optimizer = playground_optimizer(config)
-    train_state = init_train_state(net, optimizer, (None, 2), key=config.seed)
-    panel = _panel(net, config.problem == "classification")
-    arrays = tuple(jnp.asarray(a) for a in data)
-    train_x, train_y = arrays[:2]
-    history: History = {}
+    trainer = PlaygroundTrainer(config)
     snapshots: list[tuple[int, Params]] = []
     if snapshot_every:
-        snapshots.append((0, jax.device_get(train_state.params)))
-    panel_callback = _PanelCallback(panel, arrays, history, snapshots, epochs, log_every,
-                                    snapshot_every, print_fn)  # fmt: skip
-    if epochs:
-        train_state = fit(
-            net, train_x, train_y, loss=half_squared_error, optimizer=optimizer, epochs=epochs,
-            batch_size=config.batch_size, shuffle=False, train_state=train_state,
-            callbacks=[panel_callback], verbose=0,
-        ).train_state  # fmt: skip
-    return PlaygroundResult(config, net, train_state, history, data, snapshots)
+        snapshots.append((0, jax.device_get(trainer.train_state.params)))
+    history = trainer.history
+
+    def log(epoch: int) -> None:
+        print_fn(
+            f"epoch {epoch}: train loss {history['loss'][epoch]:.4f}, "
+            f"test loss {history['test_loss'][epoch]:.4f}"
+        )
+
+    if log_every:
+        log(0)  # the site's panel shows the losses before training too
+    while trainer.epoch < epochs and trainer.train(1):
+        number, last = trainer.epoch, trainer.epoch == epochs or trainer.diverged
+        if log_every and (number % log_every == 0 or last):
+            log(number)
+        if snapshot_every and (number % snapshot_every == 0 or last):
+            snapshots.append((number, jax.device_get(trainer.train_state.params)))
+    data = PlaygroundData(*trainer.data)
+    return PlaygroundResult(
+        config, trainer.net, trainer.train_state, history, data, snapshots, trainer.diverged
+    )
 
 
 __all__ = [

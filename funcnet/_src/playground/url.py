@@ -344,9 +344,10 @@ def parse_playground_url(text: str, *, allow_unknown: bool = False) -> Playgroun
     # As in the browser, an empty value keeps the default (except networkShape: no hidden layer).
     given = {k: v for k, v in pairs.items() if v != "" or k == "networkShape"}
     changes: dict[str, Any] = {}
-    for key, field in (("activation", "activation"), ("regularization", "regularization")):
-        if key in given:
-            changes[field] = given[key]
+    if "activation" in given:
+        changes["activation"] = given["activation"]
+    if "regularization" in given:
+        changes["regularization"] = _regularization(given["regularization"])
     for key, field in (
         ("learningRate", "learning_rate"),
         ("regularizationRate", "regularization_rate"),
@@ -355,6 +356,8 @@ def parse_playground_url(text: str, *, allow_unknown: bool = False) -> Playgroun
     ):
         if key in given:
             changes[field] = _number(key, given[key])
+    if "noise" in changes:
+        changes["noise"] = _site_noise(changes["noise"])
     if "batchSize" in given:
         changes["batch_size"] = _integer("batchSize", given["batchSize"])
     if "networkShape" in given:
@@ -375,11 +378,35 @@ def parse_playground_url(text: str, *, allow_unknown: bool = False) -> Playgroun
     return PlaygroundConfig(**changes)
 
 
+def _regularization(name: str) -> str:
+    known = {r.lower(): r for r in REGULARIZATIONS}
+    if name.lower() in known:
+        return known[name.lower()]
+    # The site's state.ts keeps its default for a name it does not know: no regularization.
+    warnings.warn(
+        f"unknown regularization {name!r} in the link: the Playground treats it as none, and "
+        f"so does funcnet. Valid names: {', '.join(REGULARIZATIONS)}.",
+        stacklevel=3,
+    )
+    return "none"
+
+
+def _site_noise(noise: float) -> float:
+    """The noise the site's page uses for a link's value (playground.ts, the noise slider)."""
+    if noise > 80:
+        return 50.0  # the site resets a noise above 80 to 50
+    return max(noise, 0.0)  # and a negative one to 0
+
+
 def _dataset(given: dict[str, str]) -> str:
     problem = given.get("problem", "")
     if problem not in ("", "classification", "regression"):
         raise ValueError(f"unknown problem {problem!r}. Valid names: classification, regression.")
+    # As on the site, `problem` alone chooses between `dataset` (classification, default
+    # circle) and `regDataset` (regression, default reg-plane); a dataset of the other
+    # problem in either key leaves that key at its default.
+    if problem == "regression":
+        dataset = given.get("regDataset", "reg-plane")
+        return "reg-plane" if dataset in CLASSIFICATION else dataset
     dataset = given.get("dataset", "circle")
-    if problem == "regression" or (not problem and dataset in REGRESSION):
-        return given.get("regDataset", dataset if dataset in REGRESSION else "reg-plane")
-    return dataset
+    return "circle" if dataset in REGRESSION else dataset
