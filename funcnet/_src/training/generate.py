@@ -126,12 +126,19 @@ def generate(
             f"got {key!r}."
         )
     spec = jax.ShapeDtypeStruct((prompt.shape[0], prompt.shape[1] + steps), prompt.dtype)
-    _, _, state = jax.eval_shape(functools.partial(net.init, input_shape=spec), jax.random.key(0))
-    if not jax.tree.leaves(state):
-        raise ValueError(
-            f"generate: the model {net.name!r} keeps no key/value cache in its state, so each "
-            "step would see only the newest token. Pass its decoding twin, built with "
-            "decode=True (e.g. fn.TransformerLM(..., decode=True)), with the trained params."
+
+    def build(weak: Layer) -> Any:
+        # Checked once per model (tracing init is not free), when its program is built.
+        _, _, state = jax.eval_shape(
+            functools.partial(weak.init, input_shape=spec), jax.random.key(0)
         )
-    program = _PROGRAMS.get(net, (steps, greedy), lambda weak: _program(weak, steps, greedy))
+        if not jax.tree.leaves(state):
+            raise ValueError(
+                f"generate: the model {net.name!r} keeps no key/value cache in its state, so each "
+                "step would see only the newest token. Pass its decoding twin, built with "
+                "decode=True (e.g. fn.TransformerLM(..., decode=True)), with the trained params."
+            )
+        return _program(weak, steps, greedy)
+
+    program = _PROGRAMS.get(net, (steps, greedy), build)
     return program(params, prompt, normalised, jnp.asarray(max(temperature, 1e-6), jnp.float32))
