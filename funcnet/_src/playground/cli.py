@@ -24,6 +24,7 @@ examples:
   funcnet playground "https://playground.tensorflow.org/#activation=relu&dataset=xor&networkShape=8,4"
   funcnet playground --dataset spiral --features x,y,sinX,sinY --network-shape 8,8,4 --epochs 1000
   funcnet playground --dataset xor --frames frames/ --gif xor.gif
+  funcnet playground --serve --open         # the Playground's page, training live in JAX
 
 Keys of a link that do not change training are accepted and have no effect:
 showTestData (the picture always shows test points), collectStats, tutorial,
@@ -133,6 +134,14 @@ def _add_playground(commands: Any) -> argparse.ArgumentParser:
         "--frame-every", type=int, help="epochs between frames; default about epochs/20"
     )
     run.add_argument("--gif", metavar="PATH", help="also save the frames as an animated GIF")
+    serve = parser.add_argument_group("the page (instead of a run in the terminal)")
+    serve.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve the Playground's page on 127.0.0.1, training live in JAX (Ctrl-C stops)",
+    )
+    serve.add_argument("--port", type=int, default=0, help="the page's port; default: a free one")
+    serve.add_argument("--open", action="store_true", help="open the page in the browser")
     run.add_argument(
         "--allow-unknown",
         action="store_true",
@@ -186,8 +195,18 @@ def _playground(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         for flag in ("print_every", "frame_every"):
             if getattr(args, flag) is not None and getattr(args, flag) < 1:
                 raise ValueError(f"--{flag.replace('_', '-')} must be at least 1.")
+        if args.serve:
+            from funcnet._src.playground.session import config_for_page
+
+            config_for_page(config.to_fragment())  # the page's limits, checked before serving
     except ValueError as error:
         parser.error(str(error))
+    if args.serve:
+        from funcnet._src.playground.server import serve
+
+        if not 0 <= args.port <= 65535:
+            parser.error(f"--port must be from 0 to 65535, got {args.port}.")
+        return serve(config.to_fragment(), args.port, args.open)
     plot: ModuleType | None = None
     if not args.no_picture or args.frames or args.gif:
         try:

@@ -107,13 +107,32 @@ def _network(
     output: str,
     init_zero: bool,
 ) -> Layer:
+    return serial(
+        *playground_layers(features, network_shape, activation, output, init_zero),
+        name="playground",
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def playground_layers(
+    features: tuple[str, ...],
+    network_shape: tuple[int, ...],
+    activation: str,
+    output: str,
+    init_zero: bool,
+) -> tuple[Layer, ...]:
+    """The layers of :func:`playground_network` in order: features, hidden layers, output.
+
+    Applied one by one to the network's ``params[i]`` they give every node's
+    value (the page draws a picture per node).
+    """
     w_init = jax.nn.initializers.zeros if init_zero else _uniform_half
     b_init = jax.nn.initializers.zeros if init_zero else jax.nn.initializers.constant(0.1)
     layers = [PlaygroundFeatures(features, name="features")]
     for size in network_shape:
         layers.append(Dense(size, activation, w_init=w_init, b_init=b_init))
     layers.append(Dense(1, output, w_init=w_init, b_init=b_init, name="output"))
-    return serial(*layers, name="playground")
+    return tuple(layers)
 
 
 def half_squared_error(
