@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding
 
@@ -204,8 +205,64 @@ class Layout:
         return put(tree, self.state_shardings(tree))
 
     def place_data(self, data: Any) -> Any:
-        """An in-memory dataset, replicated on every device of the mesh."""
-        return put(data, jax.tree.map(lambda _: self.replicated, data))
+        """An in-memory dataset, its examples split over the data axis.
+
+        Each device along the data axis holds ``ceil(n / d)`` examples (the
+        last shard padded with zero rows, which no batch ever reads), so the
+        memory per device falls as devices are added. Every process passes
+        the whole dataset and builds only its own devices' shards; no
+        collective, no data between hosts. :meth:`take_rows` reads batches
+        from it.
+        """
+        sharding = self.batch_sharding
+        return jax.tree.map(lambda a: _put_rows(a, sharding, self.size), data)
+
+    def take_rows(self, data: Any, rows: jax.Array) -> Any:
+        """Inside a compiled program: rows ``rows`` of data placed by :meth:`place_data`.
+
+        Args:
+            data: a pytree of arrays ``[n_padded, ...]`` split over the data axis.
+            rows: int32 ``[b]``, the same on every device (``b`` a multiple of
+                the data axis' size), indices below the dataset's size.
+
+        Returns:
+            The batch, each leaf ``[b, ...]``, split over the data axis.
+
+        Each device picks the rows of the batch that its shard holds (zeros
+        for the others) and a reduce-scatter over the data axis sums these
+        contributions, handing each device its ``b / d`` rows. Exactly one
+        device holds a row, so the sum is exact. This moves one batch per
+        step between devices (about ``(d - 1) / d`` of it per device) and
+        never the dataset; XLA's own partitioning of the same gather
+        all-reduces the whole batch to every device (twice the traffic).
+        """
+        axis = self.data_axis
+        if self.size == 1:  # one shard holds every row: a plain gather
+            return jax.tree.map(lambda a: a[rows], data)
+
+        def local(shards: Any, rows: jax.Array) -> Any:
+            held = jax.tree.leaves(shards)[0].shape[0]
+            start = jax.lax.axis_index(axis) * held
+            local_rows = rows - start
+            mine = (local_rows >= 0) & (local_rows < held)
+            local_rows = jnp.clip(local_rows, 0, held - 1)
+
+            def one(shard: jax.Array) -> jax.Array:
+                picked = jnp.take(shard, local_rows, axis=0)
+                mask = mine.reshape(mine.shape + (1,) * (picked.ndim - 1))
+                if picked.dtype == jnp.bool_:  # a sum over booleans is an "or"
+                    picked = (mask & picked).astype(jnp.uint8)
+                    summed = jax.lax.psum_scatter(picked, axis, scatter_dimension=0, tiled=True)
+                    return summed.astype(jnp.bool_)
+                picked = jnp.where(mask, picked, jnp.zeros((), picked.dtype))
+                return jax.lax.psum_scatter(picked, axis, scatter_dimension=0, tiled=True)
+
+            return jax.tree.map(one, shards)
+
+        split = PartitionSpec(axis)
+        return jax.shard_map(
+            local, mesh=self.mesh, in_specs=(split, PartitionSpec()), out_specs=split
+        )(data, rows)
 
     def local_parts(self) -> int:
         """Shards of the data axis held by this process's devices."""
@@ -301,6 +358,38 @@ def layout(
             f"rule(path, leaf, mesh, data_axis) -> PartitionSpec, got {param_sharding!r}."
         )
     return Layout(mesh, data_axis, rule)
+
+
+def _put_rows(a: Any, sharding: NamedSharding, parts: int) -> jax.Array:
+    """One array's rows split over ``parts`` devices, zero rows appended to divide evenly.
+
+    Built with ``make_array_from_callback`` from the host value, so each
+    process copies only its devices' rows (and no device ever holds the whole
+    array, as ``jnp.pad`` on a device would).
+    """
+    if isinstance(a, jax.Array) and not a.is_fully_addressable:
+        if a.shape[0] % parts == 0:
+            return jax.device_put(a, sharding)
+        from jax.experimental import multihost_utils  # every process places its data
+
+        a = multihost_utils.process_allgather(a, tiled=True)
+    host = np.asarray(a)
+    n = host.shape[0]
+    padded = -(-n // parts) * parts
+    if padded == n:
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    def piece(index: Any) -> np.ndarray:
+        rows, rest = index[0], tuple(index[1:])
+        start, stop = rows.start or 0, padded if rows.stop is None else rows.stop
+        columns = (slice(None), *rest)
+        held = host[start : min(stop, n)][columns]
+        missing = (stop - start) - held.shape[0]
+        if not missing:
+            return held
+        return np.concatenate([held, np.zeros((missing, *held.shape[1:]), host.dtype)])
+
+    return jax.make_array_from_callback((padded, *host.shape[1:]), sharding, piece)
 
 
 def put(tree: Any, shardings: Any) -> Any:

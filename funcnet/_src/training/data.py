@@ -28,19 +28,22 @@ def _is_nested_numbers(node: Any) -> bool:
     )
 
 
-def as_arrays(data: Any, where: str = "fit", name: str = "x") -> Any:
-    """``data`` with every leaf a ``jax.Array``.
+def as_arrays(data: Any, where: str = "fit", name: str = "x", *, host: bool = False) -> Any:
+    """``data`` with every leaf a ``jax.Array`` (with ``host``, a numpy array).
 
     A nested list of numbers is one array (``[[0, 1], [1, 0]]`` is ``[2, 2]``,
     as numpy and Keras read it); a tuple holds several arrays. Arrays of
     strings or objects that are not numbers are refused, naming ``name``.
+    ``host=True`` leaves the values in host memory (a ``jax.Array`` given
+    stays one): data to be split over a mesh's devices is never copied whole
+    to one device first.
 
     Example:
         >>> as_arrays([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]).shape
         (3, 2)
     """
 
-    def convert(leaf: Any) -> jax.Array:
+    def convert(leaf: Any) -> Any:
         if isinstance(leaf, jax.Array):
             return leaf
         array = given = np.asarray(leaf)
@@ -61,6 +64,8 @@ def as_arrays(data: Any, where: str = "fit", name: str = "x") -> Any:
                 f"({what}). Encode it as numbers first (e.g. class indices with "
                 "np.unique(values, return_inverse=True), or float(...) for numeric text)."
             )
+        if host:  # the dtype jnp.asarray would give (float64 -> float32 without x64)
+            return array.astype(jax.dtypes.canonicalize_dtype(array.dtype), copy=False)
         return jnp.asarray(array)
 
     return jax.tree.map(convert, data, is_leaf=_is_nested_numbers)

@@ -93,7 +93,8 @@ def steps_function(training: Training) -> Callable:
     With ``index=None``, ``x`` and ``y`` are one batch, trained on as they are
     (a stream's batch, already split over the mesh: gathering rows from it
     would all-gather it). A ``layout`` (``_src.parallel.sharding``) splits each batch
-    over the mesh's data axis and keeps the train state in its layout.
+    over the mesh's data axis and keeps the train state in its layout; ``x``
+    and ``y`` are then split over the devices too (``Layout.place_data``).
 
     The guard: with ``on_nonfinite="stop"`` no update is applied after the
     first non-finite step (``carry.first_bad`` is then set) nor at all when
@@ -109,7 +110,12 @@ def steps_function(training: Training) -> Callable:
     def run(ts, carry, x, y, index, first, halted=False):
         def body(state, row):
             ts, carry, i = state
-            batch = (x, y) if row is None else (take(x, row), take(y, row))
+            if row is None:
+                batch = (x, y)
+            elif layout is not None:  # x, y split over the devices (Layout.place_data)
+                batch = layout.take_rows((x, y), row)
+            else:
+                batch = (take(x, row), take(y, row))
             allowed: Any = True
             if on_nonfinite == "stop":
                 # One carried scalar says both "stopped" and where: first_bad >= 0.

@@ -216,7 +216,8 @@ def fit(
             (None: ``min(32, n)`` rounded down to one); the last partial batch
             of an epoch is trimmed to a multiple of ``d`` (at most ``d - 1``
             examples, different ones each epoch, sit out). In-memory arrays
-            are replicated on every device (the same on every process); a
+            (the same on every process) are split over the data axis, each
+            device holding ``1 / d`` of the examples; a
             stream yields this process's share of each batch (see
             :func:`funcnet.distributed.process_share`). Logs and the progress
             bar come from process 0 only.
@@ -276,7 +277,9 @@ def fit(
                 "fit: y is missing. Pass targets as fit(net, x, y, ...), or an iterable of "
                 "(x, y) batches as x."
             )
-        x, y = as_arrays(x, "fit", "x"), as_arrays(y, "fit", "y")
+        # With a mesh, the data stays on the host until it is split over the devices.
+        on_host = placement is not None
+        x, y = as_arrays(x, "fit", "x", host=on_host), as_arrays(y, "fit", "y", host=on_host)
         if validation_split:
             if validation_data is not None:
                 raise ValueError("fit: give validation_data or validation_split, not both.")
