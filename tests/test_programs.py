@@ -60,6 +60,22 @@ def test_programs_differing_only_in_a_constant_do_not_share():
     assert float(add(2.0)(jnp.zeros(2))[0]) == 2.0
 
 
+def test_programs_that_print_alike_but_take_other_trees_do_not_share():
+    # An empty {} holds no array, so it leaves no trace in the program's text,
+    # but the executable checks the tree it was lowered with.
+    with_empty = shared_jit(lambda p, x: (p["w"] * x, p["extra"]))
+    without = shared_jit(lambda p, x: (p["w"] * x, {}))
+    x = jnp.arange(3.0)
+    y, extra = with_empty({"w": 2.0 * jnp.ones(3), "extra": {}}, x)
+    np.testing.assert_array_equal(y, [0.0, 2.0, 4.0])
+    assert extra == {}
+    y, extra = without({"w": 3.0 * jnp.ones(3)}, x)
+    np.testing.assert_array_equal(y, [0.0, 3.0, 6.0])
+    assert extra == {}
+    out_only = shared_jit(lambda x: (x, ()))
+    assert out_only(x)[1] == ()
+
+
 def test_static_arguments_and_new_shapes_each_get_a_program():
     power = shared_jit(lambda x, n: x**n, static_argnums=1)
     np.testing.assert_array_equal(power(jnp.arange(3.0), 2), [0.0, 1.0, 4.0])

@@ -75,11 +75,15 @@ PROGRAMS = _ProgramCache(MAX_PROGRAMS)
 def _digest(lowered: Any) -> str:
     # The text without debug information is the whole program, constants
     # included; the devices and the backend decide where (and for what) the
-    # executable was built.
+    # executable was built. The executable also holds the input and output
+    # trees it was lowered with, which the text does not show (an empty
+    # ``{}`` of params has no array, so no parameter): two programs that
+    # print alike but take or give other trees need executables of their own.
     text = lowered.as_text(debug_info=False)
     devices = lowered._lowering.compile_args.get("device_assignment")
     where = repr([(d.platform, d.id) for d in devices]) if devices is not None else ""
-    return hashlib.sha256(f"{jax.__version__}\n{where}\n{text}".encode()).hexdigest()
+    trees = f"{lowered.in_tree}\n{lowered.out_tree}"
+    return hashlib.sha256(f"{jax.__version__}\n{where}\n{trees}\n{text}".encode()).hexdigest()
 
 
 def _signature(leaves: Sequence[Any]) -> tuple:
