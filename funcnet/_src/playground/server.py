@@ -185,11 +185,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0].split("#", 1)[0]
+        if path == "/favicon.ico":
+            self._send(204, b"", "image/x-icon")  # none: the browser asks anyway
+            return
         if path not in _FILES:
             self._json(404, {"error": f"no page at {path}; open / instead."})
             return
         name, content_type = _FILES[path]
-        body = resources.files("funcnet._src.playground").joinpath("web").joinpath(name).read_bytes()
+        body = (
+            resources.files("funcnet._src.playground").joinpath("web").joinpath(name).read_bytes()
+        )
         self._send(200, body, content_type)
 
     def do_POST(self) -> None:
