@@ -80,7 +80,7 @@ def dp_sgd_step(optimizer, max_norm, noise_multiplier, batch_size):
 
 def main(steps: int = 1000, batch_size: int = 64, n: int = 1000, max_norm: float = 1.0,
          noise_multiplier: float = 1.0, learning_rate: float = 0.1) -> dict:  # fmt: skip
-    """Trains the classifier with DP-SGD; returns its test accuracy and gradient norms."""
+    """Trains the classifier with DP-SGD; returns its test accuracy, params and state."""
     points, labels = fn.datasets.circle(2 * n, noise=0.1, seed=0)
     x, y = points / 5.0, (labels > 0).astype(np.int32)  # labels -1/+1 -> classes 0/1
     order = np.random.default_rng(0).permutation(len(x))
@@ -88,7 +88,8 @@ def main(steps: int = 1000, batch_size: int = 64, n: int = 1000, max_norm: float
 
     optimizer = optax.sgd(learning_rate, momentum=0.9)
     # init_train_state builds params, model state and optimizer state in one compiled program.
-    params, state, opt_state, _, key = fn.init_train_state(NET, optimizer, (None, 2), key=0)
+    start = fn.init_train_state(NET, optimizer, (None, 2), key=0)
+    params, state, opt_state, key = start.params, start.state, start.opt_state, start.key
     first_norms = global_norms(per_example_grads(state, params, train_x[:64], train_y[:64]))
     step = dp_sgd_step(optimizer, max_norm, noise_multiplier, batch_size)
     train_x, train_y = jnp.asarray(train_x), jnp.asarray(train_y)
