@@ -61,6 +61,7 @@ def all_cases() -> list[Case]:
         "recurrent",
         "combinators",
         "transformer",
+        "interop",
     ):
         try:
             modules.append(__import__(f"tests.registry.{optional}", fromlist=["CASES"]))
