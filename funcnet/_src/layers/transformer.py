@@ -643,7 +643,11 @@ def TransformerLM(
         positions: ``"rotary"`` (RoPE inside attention, the default),
             ``"learned"`` (:func:`PositionalEmbedding`) or ``"sinusoidal"``
             (:func:`SinusoidalPositions`).
-        ffn_features, ffn, dropout, norm_first: as in :func:`TransformerDecoderBlock`.
+        ffn_features: the feed-forward's hidden width; None means ``4 * features``.
+        ffn: ``"gelu"`` or ``"swiglu"``, as in :func:`TransformerDecoderBlock`.
+        dropout: the probability of dropping each sublayer's output.
+        norm_first: pre-norm blocks and a final LayerNorm (True), or post-norm
+            blocks (False).
         decode: if True, the decoding twin of the same model: same params,
             a key/value cache in ``state``; see :func:`funcnet.generate`.
         name: the name used in error paths and summaries.
