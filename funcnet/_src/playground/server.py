@@ -24,6 +24,7 @@ from __future__ import annotations
 import http.server
 import json
 import secrets
+import socket
 import threading
 import time
 import webbrowser
@@ -168,6 +169,12 @@ def handle(sessions: Sessions, action: str, body: Any) -> dict:
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: PlaygroundHTTPServer
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out as two writes; without this, Nagle's algorithm holds the
+        # body until the browser's delayed ACK of the headers (tens of ms per frame).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per frame would flood the terminal

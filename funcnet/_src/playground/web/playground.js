@@ -85,7 +85,7 @@ async function request(action, body) {
   } catch (error) {
     showError(error.message);
     if (action === "step") setPlaying(false);
-    if (action === "change") draw();  // put the controls back to the running settings
+    if (action === "change") { state.controlsFor = null; draw(); }  // back to the running settings
   }
 }
 
@@ -102,13 +102,30 @@ function setPlaying(playing) {
   if (playing && !wasPlaying) loop();
 }
 
+function askForStep(since) {
+  return post("step", {session: state.session, since}).then(
+    (answer) => ({answer}), (error) => ({error}));
+}
+
 async function loop() {
-  // Ask for the next frame as soon as the last is drawn: the server trains only while asked.
+  // One frame in flight while the last one is drawn: the server trains the next epochs
+  // while the browser paints, and trains only while a tab asks (a closed tab stops it).
+  let generation = state.generation;
+  let pending = askForStep(state.loss.length);
   while (state.playing) {
-    const started = state.generation;
-    await request("step", {since: state.loss.length});
-    if (started !== state.generation) continue;
-    await new Promise((resolve) => requestAnimationFrame(resolve));
+    const {answer, error} = await pending;
+    if (!state.playing) break;
+    if (error) { showError(error.message); setPlaying(false); break; }
+    if (generation !== state.generation) {  // settings changed meanwhile: ask again
+      generation = state.generation;
+      pending = askForStep(state.loss.length);
+      continue;
+    }
+    const since = answer.frame.epoch + 1;
+    pending = answer.frame.diverged ? null : askForStep(since);
+    takeFrame(answer, generation);
+    if (!pending) break;
+    await new Promise((resolve) => setTimeout(resolve, 0));
   }
 }
 
@@ -227,25 +244,38 @@ function drawInactiveFeatures(nodes, active) {
 }
 
 function drawLinks(columns, weights) {
+  // The paths are laid out once per network shape (and window size); each frame only
+  // recolours them: reading positions every frame would force a layout per frame.
   const svg = $("links");
-  const body = $("network-body").getBoundingClientRect();
-  const centre = (canvas, right) => {
-    const box = canvas.getBoundingClientRect();
-    return [(right ? box.right : box.left) - body.left, box.top + box.height / 2 - body.top];
-  };
-  const paths = [];
-  weights.forEach((matrix, l) => matrix.forEach((row, i) => row.forEach((w, j) => {
-    const from = columns[l] && columns[l][i], to = columns[l + 1] && columns[l + 1][j];
-    if (!from || !to) return;
-    const [x1, y1] = centre(from, true), [x2, y2] = centre(to, false);
-    const mid = (x1 + x2) / 2;
+  const key = `${state.networkKey}|${window.innerWidth}`;
+  if (state.linksKey !== key) {
+    const body = $("network-body").getBoundingClientRect();
+    const centre = (canvas, right) => {
+      const box = canvas.getBoundingClientRect();
+      return [(right ? box.right : box.left) - body.left, box.top + box.height / 2 - body.top];
+    };
+    const paths = [];
+    weights.forEach((matrix, l) => matrix.forEach((row, i) => row.forEach((w, j) => {
+      const from = columns[l] && columns[l][i], to = columns[l + 1] && columns[l + 1][j];
+      if (!from || !to) return;
+      const [x1, y1] = centre(from, true), [x2, y2] = centre(to, false);
+      const mid = (x1 + x2) / 2;
+      paths.push(`<path class="link" d="M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}"><title></title></path>`);
+    })));
+    svg.innerHTML = paths.join("");
+    state.links = Array.from(svg.querySelectorAll("path"));
+    state.linksKey = key;
+  }
+  let k = 0;
+  for (const matrix of weights) for (const row of matrix) for (const w of row) {
+    const path = state.links[k++];
+    if (!path) continue;
     // The site's link width: |w| from 0 to 5 drawn 1 to 10 pixels wide; colour by sign and size.
-    const width = 1 + (9 * Math.min(Math.abs(w), 5)) / 5;
-    paths.push(`<path class="link" d="M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}" ` +
-      `stroke="${css(shadeOfValue(w))}" stroke-width="${width.toFixed(2)}" data-weight="${w}">` +
-      `<title>Weight is ${w.toFixed(3)}</title></path>`);
-  })));
-  svg.innerHTML = paths.join("");
+    path.setAttribute("stroke", css(shadeOfValue(w)));
+    path.setAttribute("stroke-width", (1 + (9 * Math.min(Math.abs(w), 5)) / 5).toFixed(2));
+    path.dataset.weight = w;
+    path.firstChild.textContent = `Weight is ${w.toFixed(3)}`;
+  }
 }
 
 function drawHeatmap() {
@@ -255,7 +285,17 @@ function drawHeatmap() {
   context.clearRect(0, 0, canvas.width, canvas.height);
   context.imageSmoothingEnabled = false;
   context.drawImage(cells, 0, 0, canvas.width, canvas.height);
-  if (!state.points) return;
+  if (state.points) context.drawImage(pointsLayer(canvas), 0, 0);
+}
+
+function pointsLayer(canvas) {
+  // The points change only with the data: drawn once into their own layer, reused per frame.
+  const key = `${state.points.data_version}|${state.showTestData}|${state.session}`;
+  if (state.pointsKey === key) return state.pointsCanvas;
+  const layer = document.createElement("canvas");
+  layer.width = canvas.width;
+  layer.height = canvas.height;
+  const context = layer.getContext("2d");
   const sets = [["train", "white"]];
   if (state.showTestData) sets.push(["test", "black"]);
   for (const [name, stroke] of sets) {
@@ -269,6 +309,9 @@ function drawHeatmap() {
       context.stroke();
     }
   }
+  state.pointsKey = key;
+  state.pointsCanvas = layer;
+  return layer;
 }
 
 function drawChart() {
@@ -324,10 +367,14 @@ function draw() {
   const last = (values) => values.length && values[values.length - 1] !== null ? values[values.length - 1].toFixed(3) : "NaN";
   $("loss-test").textContent = last(state.testLoss);
   $("loss-train").textContent = last(state.loss);
-  drawControls();
+  if (state.controlsFor !== frame.fragment + state.showTestData) {
+    drawControls();  // only when the settings changed: not on every frame
+    state.controlsFor = frame.fragment + state.showTestData;
+  }
   drawNetwork();
   drawHeatmap();
   drawChart();
+  window.playgroundFramesDrawn = (window.playgroundFramesDrawn || 0) + 1;  // for measurements
 }
 
 function setUp() {

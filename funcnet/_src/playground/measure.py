@@ -1,0 +1,80 @@
+"""How live the page is: ``python -m funcnet._src.playground.measure [seconds]``.
+
+Starts the page's server on 127.0.0.1, plays the default network the way the
+page does (ask for a frame, then ask again) for a few seconds, and prints the
+frames (picture updates) per second and epochs per second; then, while it
+keeps playing, changes controls and prints how long each change takes to come
+back with its new frame (the learning rate: a live change; the data set: a
+reset with new data). Numbers for docs/playground.md.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import threading
+import time
+import urllib.request
+
+from funcnet._src.playground.server import PlaygroundHTTPServer
+
+
+def _post(url: str, action: str, body: dict) -> dict:
+    request = urllib.request.Request(f"{url}api/{action}", json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def measure(seconds: float = 5.0) -> dict[str, float]:
+    """Frames per second, epochs per second and change latencies (ms) of the default page."""
+    server = PlaygroundHTTPServer(0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = server.url
+    try:
+        key = _post(url, "start", {"fragment": ""})["session"]
+        _post(url, "step", {"session": key})  # compiled before timing
+        frames, start = 0, time.perf_counter()
+        epoch0 = _post(url, "step", {"session": key})["frame"]["epoch"]
+        while time.perf_counter() - start < seconds:
+            epoch = _post(url, "step", {"session": key})["frame"]["epoch"]
+            frames += 1
+        elapsed = time.perf_counter() - start
+        results = {
+            "frames_per_second": frames / elapsed,
+            "epochs_per_second": (epoch - epoch0) / elapsed,
+        }
+
+        playing = threading.Event()
+        playing.set()
+
+        def play() -> None:
+            while playing.is_set():
+                _post(url, "step", {"session": key})
+
+        player = threading.Thread(target=play)
+        player.start()
+        for name, fragments in (
+            ("learning_rate_change_ms", ["learningRate=0.1", "learningRate=0.03"]),
+            ("dataset_change_ms", ["dataset=xor", "dataset=circle"]),
+        ):
+            times = []
+            for _ in range(5):
+                for fragment in fragments:
+                    begin = time.perf_counter()
+                    _post(url, "change", {"session": key, "fragment": fragment})
+                    times.append(1000 * (time.perf_counter() - begin))
+            results[name] = statistics.median(times[2:])  # the first ones compile
+            results[name.replace("_ms", "_max_ms")] = max(times[2:])
+        playing.clear()
+        player.join()
+        return results
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+if __name__ == "__main__":
+    for name, value in measure(float(sys.argv[1]) if len(sys.argv) > 1 else 5.0).items():
+        print(f"{name}: {value:.1f}")
