@@ -59,7 +59,7 @@ def test_fit_many_errors():
 
 def test_a_diverging_model_stops_alone_and_is_reported_like_fit_reports_it():
     sgd = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
-    rates = [0.05, 50.0]  # the second diverges to inf within a few epochs
+    rates = [0.05, 3000.0]  # the second diverges to inf within a few steps
     args = {"loss": "mse", "epochs": 8, "batch_size": 8, "shuffle": False}
     many = fn.fit_many(
         NET, X, Y, optimizer=sgd, seeds=[1, 1], hyperparams={"learning_rate": rates}, **args

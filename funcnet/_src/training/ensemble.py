@@ -85,7 +85,10 @@ def _init_many(
     hyperparams: Mapping[str, Sequence[float]],
 ) -> TrainState:
     spec = example_spec(x)
-    ts = jax.vmap(lambda key: init_train_state(net, optimizer, spec, key=key))(keys)
+    # One compiled program for every model's initialisation: vmap alone would
+    # run (and on a cold cache compile) each initializer operation separately.
+    init_all = shared_jit(jax.vmap(lambda key: init_train_state(net, optimizer, spec, key=key)))
+    ts = init_all(keys)
     if hyperparams:
         missing = [n for n in hyperparams if injected_hyperparam(ts.opt_state, n) is None]
         if missing:
