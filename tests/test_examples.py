@@ -116,3 +116,27 @@ def test_char_lm_beats_the_unigram_baseline():
         learning_rate=1e-2, sample_length=8, verbose=False,
     )  # fmt: skip
     assert bits["transformer"] < bits["unigram"] - 0.5
+
+
+@pytest.mark.slow  # three libraries' compilations: ~20 s of CPU
+def test_interop_crosses_flax_funcnet_and_keras_with_equal_predictions():
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is first imported
+    pytest.importorskip("flax", reason="examples/interop.py needs flax (the interop extra)")
+    keras = pytest.importorskip(
+        "keras", reason="examples/interop.py needs keras (the interop extra)"
+    )
+    if keras.backend.backend() != "jax":
+        pytest.skip(
+            "Keras was imported earlier on another backend; interop.py needs KERAS_BACKEND=jax"
+        )
+    out = load("interop").main(n=64, epochs=8, keras_epochs=2, fine_tune_epochs=8)
+    flax_losses = out["flax"]["losses"]
+    assert flax_losses[-1] < 0.5 * flax_losses[0]  # the Flax block trains inside fn.fit
+    to_keras = out["to_keras"]
+    np.testing.assert_allclose(to_keras["keras_out"], to_keras["funcnet_out"], atol=1e-5)
+    assert len(to_keras["losses"]) == 2 and np.all(np.isfinite(to_keras["losses"]))
+    from_keras = out["from_keras"]
+    assert from_keras["gap"] < 1e-5  # Keras's weights, funcnet's layers: the same predictions
+    assert from_keras["after"] < from_keras["before"]  # fn.fit fine-tunes from them
