@@ -82,21 +82,15 @@ from funcnet._src.layers import LeakyRelu as LeakyRelu
 from funcnet._src.layers import LogSoftmax as LogSoftmax
 from funcnet._src.layers import MaxPool as MaxPool
 from funcnet._src.layers import MultiHeadAttention as MultiHeadAttention
-from funcnet._src.layers import PositionalEmbedding as PositionalEmbedding
 from funcnet._src.layers import Relu as Relu
 from funcnet._src.layers import Reshape as Reshape
 from funcnet._src.layers import RMSNorm as RMSNorm
 from funcnet._src.layers import Sigmoid as Sigmoid
 from funcnet._src.layers import Silu as Silu
 from funcnet._src.layers import SimpleRNN as SimpleRNN
-from funcnet._src.layers import SinusoidalPositions as SinusoidalPositions
 from funcnet._src.layers import Softmax as Softmax
 from funcnet._src.layers import Softplus as Softplus
 from funcnet._src.layers import Tanh as Tanh
-from funcnet._src.layers import TransformerDecoderBlock as TransformerDecoderBlock
-from funcnet._src.layers import TransformerEncoderBlock as TransformerEncoderBlock
-from funcnet._src.layers import TransformerLM as TransformerLM
-from funcnet._src.layers import tied_embedding as tied_embedding
 from funcnet._src.losses import LOSSES as LOSSES
 from funcnet._src.losses import binary_crossentropy as binary_crossentropy
 from funcnet._src.losses import categorical_crossentropy as categorical_crossentropy
@@ -134,6 +128,12 @@ from funcnet._src.training.keras_callbacks import TensorBoard as TensorBoard
 from funcnet._src.training.step import TrainState as TrainState
 from funcnet._src.training.step import init_train_state as init_train_state
 from funcnet._src.training.step import make_train_step as make_train_step
+from funcnet._src.transformer import PositionalEmbedding as PositionalEmbedding
+from funcnet._src.transformer import SinusoidalPositions as SinusoidalPositions
+from funcnet._src.transformer import TransformerDecoderBlock as TransformerDecoderBlock
+from funcnet._src.transformer import TransformerEncoderBlock as TransformerEncoderBlock
+from funcnet._src.transformer import TransformerLM as TransformerLM
+from funcnet._src.transformer import tied_embedding as tied_embedding
 
 __version__ = "0.1.0"
 

@@ -48,6 +48,8 @@ ALLOWED = {
         "compilation_cache",
         "summary",
     },
+    # Transformer blocks and models: layers composed by combinators.
+    "transformer": {"core", "layers", "combinators"},
     # Converters to and from other libraries: built on layers and combinators only.
     "interop": {"core", "layers", "combinators"},
 }

@@ -1,5 +1,11 @@
 """funcnet's layers, one module per family."""
 
+from funcnet._src.layers._checks import (
+    Initializer,
+    check_flags,
+    optional_positive_int,
+    positive_int,
+)
 from funcnet._src.layers.activations import (
     ACTIVATIONS,
     Activation,
@@ -26,14 +32,6 @@ from funcnet._src.layers.norm import BatchNorm, GroupNorm, LayerNorm, RMSNorm
 from funcnet._src.layers.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
 from funcnet._src.layers.recurrent import GRU, LSTM, SimpleRNN
 from funcnet._src.layers.shape import Flatten, Reshape
-from funcnet._src.layers.transformer import (
-    PositionalEmbedding,
-    SinusoidalPositions,
-    TransformerDecoderBlock,
-    TransformerEncoderBlock,
-    TransformerLM,
-    tied_embedding,
-)
 
 __all__ = [
     "ACTIVATIONS",
@@ -55,25 +53,23 @@ __all__ = [
     "GlobalMaxPool",
     "GroupNorm",
     "Identity",
+    "Initializer",
     "LayerNorm",
     "LeakyRelu",
     "LogSoftmax",
     "MaxPool",
     "MultiHeadAttention",
-    "PositionalEmbedding",
     "RMSNorm",
     "Relu",
     "Reshape",
     "Sigmoid",
     "Silu",
     "SimpleRNN",
-    "SinusoidalPositions",
     "Softmax",
     "Softplus",
     "Tanh",
-    "TransformerDecoderBlock",
-    "TransformerEncoderBlock",
-    "TransformerLM",
+    "check_flags",
     "get_activation",
-    "tied_embedding",
+    "optional_positive_int",
+    "positive_int",
 ]

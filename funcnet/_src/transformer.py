@@ -39,17 +39,17 @@ from funcnet._src.core import (
     shape_of,
     type_error,
 )
-from funcnet._src.layers._checks import (
+from funcnet._src.layers import (
+    Dense,
+    Dropout,
+    Embedding,
     Initializer,
+    LayerNorm,
+    MultiHeadAttention,
     check_flags,
     optional_positive_int,
     positive_int,
 )
-from funcnet._src.layers.attention import MultiHeadAttention
-from funcnet._src.layers.dense import Dense
-from funcnet._src.layers.dropout import Dropout
-from funcnet._src.layers.embed import Embedding
-from funcnet._src.layers.norm import LayerNorm
 
 FFNS = ("gelu", "swiglu")
 POSITIONS = ("learned", "sinusoidal", "rotary")
