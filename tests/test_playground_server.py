@@ -3,6 +3,9 @@
 import base64
 import json
 import re
+import signal
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -163,15 +166,18 @@ def test_cli_serve_checks_the_page_limits(capsys):
     assert "--port must be from 0 to 65535, got 70000" in capsys.readouterr().err
 
 
-def test_serve_prints_the_address_and_stops_on_ctrl_c(monkeypatch):
-    lines = []
-
-    def interrupted(self, poll_interval=0.5):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(PlaygroundHTTPServer, "serve_forever", interrupted)
-    assert server_module.serve("dataset=xor", 0, print_fn=lines.append) == 0
-    assert lines[0].startswith("Playground page: http://127.0.0.1:") and lines[0].endswith(
-        "/#dataset=xor"
-    )
-    assert lines[-1] == "Stopped."
+def test_serve_prints_the_address_answers_and_stops_on_ctrl_c():
+    command = [sys.executable, "-m", "funcnet", "playground", "--serve", "dataset=xor"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("Playground page: http://127.0.0.1:") and "dataset=xor" in line
+        address = line.split(": ", 1)[1].split("#")[0]
+        with urllib.request.urlopen(address, timeout=30) as response:
+            assert b"playground.js" in response.read()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert out.splitlines()[-1] == "Stopped." and "Traceback" not in err
