@@ -21,6 +21,7 @@ from funcnet._src.combinators import fan_in_concat as fan_in_concat
 from funcnet._src.combinators import fan_in_sum as fan_in_sum
 from funcnet._src.combinators import fanout as fanout
 from funcnet._src.combinators import parallel as parallel
+from funcnet._src.combinators import remat as remat
 from funcnet._src.combinators import repeat as repeat
 from funcnet._src.combinators import residual as residual
 from funcnet._src.combinators import serial as serial
@@ -125,6 +126,8 @@ from funcnet._src.training.keras_callbacks import CSVLogger as CSVLogger
 from funcnet._src.training.keras_callbacks import LambdaCallback as LambdaCallback
 from funcnet._src.training.keras_callbacks import LearningRateScheduler as LearningRateScheduler
 from funcnet._src.training.keras_callbacks import TensorBoard as TensorBoard
+from funcnet._src.training.precision import LossScale as LossScale
+from funcnet._src.training.precision import MixedPrecision as MixedPrecision
 from funcnet._src.training.step import TrainState as TrainState
 from funcnet._src.training.step import init_train_state as init_train_state
 from funcnet._src.training.step import make_train_step as make_train_step
@@ -181,7 +184,9 @@ __all__ = [
     "LeakyRelu",
     "LearningRateScheduler",
     "LogSoftmax",
+    "LossScale",
     "MaxPool",
+    "MixedPrecision",
     "ModelCheckpoint",
     "MultiHeadAttention",
     "PositionalEmbedding",
@@ -248,6 +253,7 @@ __all__ = [
     "place_like",
     "place_train_state",
     "predict",
+    "remat",
     "repeat",
     "residual",
     "save",

@@ -26,7 +26,7 @@ _EXPECTATION = re.compile(r"^# (=> |[A-Za-z]+: )")
 NOTHING_TO_CATALOGUE = {
     "Callback", "CheckpointError", "CheckpointInfo", "CheckpointMismatchError", "ExportError",
     "FitManyResult", "FitResult", "GradCheckError", "GradCheckReport", "Layer", "LayerError",
-    "LayerTypeError", "LayerValueError", "TerminateOnNaN", "TrainState",
+    "LayerTypeError", "LayerValueError", "LossScale", "TerminateOnNaN", "TrainState",
     "Elu", "Gelu", "GlobalMaxPool", "Identity", "LeakyRelu", "LogSoftmax", "Relu", "Sigmoid",
     "Silu", "Softmax", "Softplus", "Tanh", "AvgPool", "ConvTranspose", "GRU", "RMSNorm",
     "binary_crossentropy", "categorical_crossentropy", "huber", "mae",

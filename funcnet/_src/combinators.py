@@ -1,7 +1,7 @@
 """Combinators: layers built from layers.
 
-``serial``, ``parallel``, ``branches``, ``fanout``, the fan-ins, ``residual``
-and ``repeat``. Each returns a :class:`~funcnet.Layer`; children may be layers
+``serial``, ``parallel``, ``branches``, ``fanout``, the fan-ins, ``residual``,
+``repeat`` and ``remat``. Each returns a :class:`~funcnet.Layer`; children may be layers
 or plain functions ``f(x) -> y``. Params of a combinator are tuples with one
 entry per child, errors raised by a child carry its path
 (``serial[2].parallel[1].Dense``), and :func:`funcnet.summary` lists it. The
@@ -16,7 +16,8 @@ are in ``docs/combinators.md``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -509,7 +510,7 @@ def residual(layer: Any, projection: Any = None, *, name: str = "residual") -> L
     return Layer(init, apply, name)
 
 
-def repeat(layer: Any, n: int, *, name: str = "repeat") -> Layer:
+def repeat(layer: Any, n: int, *, remat: Any = False, name: str = "repeat") -> Layer:
     """``n`` copies of ``layer`` in a chain, run with ``jax.lax.scan``.
 
     The copies' params (and state) are stacked along a new leading axis of
@@ -522,6 +523,12 @@ def repeat(layer: Any, n: int, *, name: str = "repeat") -> Layer:
         layer: the block to repeat (a layer or function); its output shape
             must equal its input shape.
         n: the number of copies, ``>= 1``.
+        remat: rematerialise each copy in the backward pass (as
+            :func:`remat`): ``True`` keeps only each copy's input and
+            recomputes the rest; a policy (a name from
+            ``jax.checkpoint_policies`` such as ``"dots_saveable"``, or a
+            policy function) keeps what it saves. ``False`` (the default)
+            keeps every intermediate.
         name: the name used in error paths and summaries.
 
     Returns:
@@ -538,6 +545,11 @@ def repeat(layer: Any, n: int, *, name: str = "repeat") -> Layer:
     child = as_layer(layer)
     _check_count(name, n)
     segment = f"{name}[0:{n}]"
+    saved = (
+        None
+        if remat is False or remat is True
+        else checkpoint_policy(remat, name, "remat", "False, True")
+    )
 
     def init_stacked(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
         shapes = []
@@ -611,6 +623,115 @@ def repeat(layer: Any, n: int, *, name: str = "repeat") -> Layer:
             check_carry(carry, y)
             return y, s
 
+        if remat is not False:
+            # Inside a scan the loop already keeps XLA from merging the
+            # recomputation with the forward pass: prevent_cse is not needed.
+            step = jax.checkpoint(step, policy=saved, prevent_cse=False)
         return jax.lax.scan(step, x, (params, state, keys), length=n)
+
+    return Layer(init, apply, name)
+
+
+REMAT_POLICIES = (
+    "nothing_saveable",
+    "everything_saveable",
+    "dots_saveable",
+    "checkpoint_dots",
+    "dots_with_no_batch_dims_saveable",
+    "checkpoint_dots_with_no_batch_dims",
+)
+"""The ``jax.checkpoint_policies`` that :func:`remat` accepts by name (those that are policies, not factories)."""
+
+
+def checkpoint_policy(
+    policy: Any, where: str, argument: str = "policy", accepted: str = "None"
+) -> Callable[..., bool] | None:
+    """A ``jax.checkpoint`` policy from None, a name in :data:`REMAT_POLICIES` or a policy function.
+
+    ``where``, ``argument`` and ``accepted`` (what else the argument takes)
+    name the caller's argument in the error.
+    """
+    if policy is None:
+        return None
+    if isinstance(policy, str):
+        if policy in REMAT_POLICIES:
+            return getattr(jax.checkpoint_policies, policy)
+        close = difflib.get_close_matches(policy, REMAT_POLICIES, n=1)
+        factories = ", ".join(
+            n
+            for n in dir(jax.checkpoint_policies)
+            if not n.startswith("_") and n not in REMAT_POLICIES
+        )
+        made = (
+            f" {policy} makes a policy: call it, e.g. "
+            f"jax.checkpoint_policies.{policy}('name'), and pass the result."
+            if policy in factories.split(", ")
+            else (f" Did you mean {close[0]!r}?" if close else "")
+        )
+        raise ValueError(
+            f"{where}: {argument} must be {accepted}, one of "
+            f"{', '.join(map(repr, REMAT_POLICIES))} or a policy function from "
+            f"jax.checkpoint_policies, got {policy!r}.{made}"
+        )
+    if callable(policy) and not isinstance(policy, Layer):
+        return policy
+    raise TypeError(
+        f"{where}: {argument} must be {accepted}, a name such as 'dots_saveable' or a function "
+        f"from jax.checkpoint_policies, got {type(policy).__name__}: {policy!r:.80}."
+    )
+
+
+def remat(layer: Any, policy: Any = None, *, name: str = "remat") -> Layer:
+    """``layer`` rematerialised: its intermediates recomputed in the backward pass (``jax.checkpoint``).
+
+    The forward pass keeps only the layer's inputs (and what ``policy``
+    saves); the backward pass runs the layer again to get the rest. Memory
+    for activations falls, at the cost of a second forward pass through the
+    layer; values and gradients are unchanged. Params and state are
+    ``layer``'s own, so ``remat(layer)`` takes the params of ``layer``. For a
+    deep stack, ``repeat(block, n, remat=True)`` rematerialises every copy.
+
+    Args:
+        layer: the layer (or function) to rematerialise, with input
+            ``[batch, ...]`` as it takes.
+        policy: what to save rather than recompute: None (nothing but the
+            inputs), a name from :data:`REMAT_POLICIES` (e.g.
+            ``"dots_saveable"``: keep matrix products, recompute the cheap
+            elementwise work), or a policy function such as
+            ``jax.checkpoint_policies.save_only_these_names("attention")``.
+        name: the name used in error paths and summaries.
+
+    Returns:
+        A layer with ``layer``'s output shape, params and state.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, funcnet as fn
+        >>> block = fn.serial(fn.Dense(8, "tanh"), fn.Dense(8, "tanh"))
+        >>> _, params, state = block.init(jax.random.key(0), (None, 8))
+        >>> x = jnp.ones((2, 8))
+        >>> loss = lambda net: lambda p: jnp.sum(net.apply(p, state, x)[0])
+        >>> g = jax.grad(loss(block))(params)
+        >>> g_remat = jax.grad(loss(fn.remat(block, "dots_saveable")))(params)
+        >>> bool(jnp.allclose(g[0]["w"], g_remat[0]["w"]))
+        True
+    """
+    child = as_layer(layer)
+    saved = checkpoint_policy(policy, name)
+
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
+        return init_child(name, child, key, input_shape)
+
+    def apply(
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[Any, State]:
+        def run(params: Params, state: State, x: Any, key: jax.Array | None) -> tuple[Any, State]:
+            return apply_child(name, child, params, state, x, key=key, train=train)
+
+        return jax.checkpoint(run, policy=saved)(params, state, x, key)
 
     return Layer(init, apply, name)

@@ -33,6 +33,7 @@ from funcnet._src.training.data import (
     take,
 )
 from funcnet._src.training.model_cache import ModelCache
+from funcnet._src.training.precision import MixedPrecision
 from funcnet._src.training.programs import shared_jit
 from funcnet._src.training.progress import Progress
 from funcnet._src.training.step import (
@@ -72,6 +73,8 @@ class Training(NamedTuple):
     metrics: tuple[tuple[str, Metric], ...] = ()
     on_nonfinite: str = "stop"
     layout: Layout | None = None
+    policy: MixedPrecision | None = None
+    accumulate: int = 1
 
     @property
     def log_names(self) -> tuple[str, ...]:
@@ -102,9 +105,16 @@ def steps_function(training: Training) -> Callable:
     earlier epoch), with ``"skip"`` only the non-finite steps' updates are
     dropped, and ``"ignore"`` applies every update.
     """
-    net, loss, optimizer, metrics, on_nonfinite, layout = training
+    net, loss, optimizer, metrics, on_nonfinite, layout, policy, accumulate = training
     step = train_step_with_logs(
-        net, loss, optimizer, metrics, layout, guard=on_nonfinite != "ignore"
+        net,
+        loss,
+        optimizer,
+        metrics,
+        layout,
+        guard=on_nonfinite != "ignore",
+        policy=policy,
+        accumulate=accumulate,
     )
 
     def run(ts, carry, x, y, index, first, halted=False):
@@ -124,13 +134,17 @@ def steps_function(training: Training) -> Callable:
                     allowed = allowed & ~halted
             ts, logs, finite, cause, applied = step(ts, batch, allowed)
             rows = jax.tree.leaves(batch[0])[0].shape[0]
-            size = jnp.where(applied, rows, 0).astype(jnp.float32)
+            # A step's logs count if its update was applied, or if it was
+            # finite and allowed but skipped: a float16 overflow that the
+            # loss scale absorbed, whose loss is still the batch's loss.
+            counted = applied | (finite & allowed)
+            size = jnp.where(counted, rows, 0).astype(jnp.float32)
             new_bad = ~finite & (carry.first_bad < 0)
             carry = Carry(
                 first_bad=jnp.where(new_bad, i, carry.first_bad),
                 cause=jnp.where(new_bad, cause, carry.cause),
                 sums={
-                    k: carry.sums[k] + size * jnp.where(applied, v, 0).astype(jnp.float32)
+                    k: carry.sums[k] + size * jnp.where(counted, v, 0).astype(jnp.float32)
                     for k, v in logs.items()
                 },
                 examples=carry.examples + size,
@@ -340,6 +354,30 @@ def check_targets(loss: Loss, net: Layer, ts: TrainState, x: Any, y: Any) -> Non
         )
 
 
+def accumulated_batch_size(
+    requested: int | None, resolved: int, unit: int, training: Training
+) -> int:
+    """``fit``'s batch size with ``accumulate``: a multiple of ``unit`` (accumulate x devices).
+
+    ``requested`` None takes ``resolved`` rounded down to a multiple.
+    """
+    if unit == 1:
+        return resolved
+    k = training.accumulate
+    devices = unit // k
+    per = f"accumulate={k}" + (f" micro-batches over {devices} devices" if devices > 1 else "")
+    if requested is None and resolved >= unit:
+        return resolved - resolved % unit
+    if resolved % unit:
+        suggestion = max(unit, resolved - resolved % unit)
+        raise ValueError(
+            f"fit: batch_size {resolved} cannot be split into {per}: with accumulate, batch_size "
+            f"is the examples per update and must be a multiple of {unit}. Use "
+            f"batch_size={suggestion}, or another accumulate."
+        )
+    return resolved
+
+
 class Engine(Protocol):
     """Runs epochs of training steps; the train state is passed in and handed back."""
 
@@ -388,10 +426,12 @@ class ArrayEngine:
             self.x, self.y = layout.place_data((x, y))
         else:
             self.x, self.y = jax.device_put((x, y))
+        # Every batch splits into `accumulate` micro-batches, each split over the devices.
+        unit = training.accumulate * (1 if layout is None else layout.size)
+        self.batch_size = accumulated_batch_size(batch_size, self.batch_size, unit, training)
         check_targets(training.loss, training.net, like, x, y)
         self.full, self.rest = divmod(n, self.batch_size)
-        if layout is not None:
-            self.rest -= self.rest % layout.size  # every device gets the same share
+        self.rest -= self.rest % unit  # equal micro-batches, equal shares per device
         self.shuffle = shuffles(shuffle, n, self.batch_size)
         self.steps_per_epoch = self.full + (1 if self.rest else 0)
         chunk = self.full if steps_per_execution is None else min(steps_per_execution, self.full)

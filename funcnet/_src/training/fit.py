@@ -37,6 +37,7 @@ from funcnet._src.training.callbacks import (
     Run,
     TerminateOnNaN,
     as_callback,
+    injected_hyperparam,
 )
 from funcnet._src.training.data import (
     as_arrays,
@@ -48,6 +49,7 @@ from funcnet._src.training.data import (
 from funcnet._src.training.engine import ArrayEngine, Engine, StreamEngine, Training
 from funcnet._src.training.inference import eval_program, evaluate_arrays, predict
 from funcnet._src.training.keras_callbacks import BackupAndRestore
+from funcnet._src.training.precision import MixedPrecision, as_policy, check_loss_scale
 from funcnet._src.training.progress import Progress
 from funcnet._src.training.resume import as_manager, resume_fit
 from funcnet._src.training.step import History, NonFinite, TrainState, as_key, init_train_state
@@ -158,6 +160,8 @@ def fit(
     mesh: Mesh | Sequence[Any] | None = None,
     data_axis: str = "data",
     param_sharding: str | ParamRule | None = None,
+    mixed_precision: str | MixedPrecision | None = None,
+    accumulate: int = 1,
 ) -> FitResult:
     """Trains ``net`` on ``(x, y)`` for ``epochs`` passes, like Keras's ``model.fit``.
 
@@ -225,11 +229,25 @@ def fit(
         param_sharding: None (replicated), ``"fsdp"`` or :func:`funcnet.fsdp`
             (large leaves sharded over the data axis), or a rule
             ``rule(path, leaf, mesh, data_axis) -> PartitionSpec``.
+        mixed_precision: None (float32), "mixed_bfloat16", "mixed_float16" or
+            a :class:`~funcnet.MixedPrecision`: the model computes in bfloat16
+            or float16, the params stay float32, the loss is float32; float16
+            adds dynamic loss scaling, its scale kept in the train state (see
+            ``docs/training.md``). Validation runs in float32.
+        accumulate: micro-batches per optimizer update (gradient
+            accumulation): each batch of ``batch_size`` examples is split
+            into ``accumulate`` equal micro-batches, run one after another
+            inside the compiled step, and one update applied with their mean
+            gradient, so only one micro-batch's activations are in memory.
+            ``batch_size`` stays the examples per update and must be a
+            multiple of ``accumulate``.
 
     Returns:
         A :class:`FitResult`: ``result.params``, ``result.state``,
         ``result.opt_state``, ``result.train_state``, ``result.history``
-        (one value per epoch for each log) and ``result.stop_reason``.
+        (one value per epoch for each log, and ``learning_rate`` when the
+        optimizer exposes it through ``optax.inject_hyperparams``: the rate
+        of the epoch's last update) and ``result.stop_reason``.
 
     Example:
         >>> import numpy as np, optax, funcnet as fn
@@ -244,6 +262,8 @@ def fit(
     metric_fns = get_metrics(metrics, "fit")
     _check_options(epochs, loop, on_nonfinite, steps_per_execution)
     check_positive_int("fit", "steps_per_epoch", steps_per_epoch)
+    check_positive_int("fit", "accumulate", accumulate, allow_none=False)
+    policy = as_policy(mixed_precision, "fit")
     hooks = [as_callback(c) for c in _callback_list(callbacks)]
     backups = [hook for hook in hooks if isinstance(hook, BackupAndRestore)]
     if len(backups) > 1:
@@ -255,7 +275,9 @@ def fit(
     if placement is not None and jax.process_index() != 0:
         verbose = 0  # one progress bar per run, not one per process
     enable_from_environment()  # the persistent cache only when asked for
-    training = Training(net, loss_fn, optimizer, metric_fns, on_nonfinite, placement)
+    training = Training(
+        net, loss_fn, optimizer, metric_fns, on_nonfinite, placement, policy, int(accumulate)
+    )
     engine: Engine
     if _is_batch_stream(x, y):
         if validation_split:
@@ -320,8 +342,14 @@ def _first_state(
     ts = train_state
     if ts is None:
         ts = init_train_state(
-            training.net, training.optimizer, input_spec, key=as_key(key, "fit: key")
+            training.net,
+            training.optimizer,
+            input_spec,
+            key=as_key(key, "fit: key"),
+            mixed_precision=training.policy,
         )
+    else:
+        check_loss_scale(training.policy, getattr(ts, "loss_scale", None), "fit")
     if training.layout is not None:
         ts = training.layout.place_state(ts)
     return resume_fit(resume, checkpoint, ts, training.net, input_spec, train_state is not None)
@@ -401,6 +429,18 @@ def _epoch_logs(hooks: Sequence[Callback], epoch: int, logs: dict[str, float]) -
             logs[name] = float(value)
 
 
+def _log_learning_rate(ts: TrainState, logs: dict[str, float]) -> None:
+    """Adds the optimizer's learning rate to ``logs`` when ``optax.inject_hyperparams`` exposes it.
+
+    The value in the optimizer state is the rate of the last update (a
+    schedule's value at that step). A callback that logs it first
+    (``LearningRateScheduler``) keeps its value.
+    """
+    rate = injected_hyperparam(ts.opt_state, "learning_rate")
+    if rate is not None and "learning_rate" not in logs and np.ndim(rate) == 0:
+        logs["learning_rate"] = float(np.asarray(rate))
+
+
 def _train(
     run: Run,
     engine: Engine,
@@ -434,6 +474,7 @@ def _train(
             if validator is not None:
                 logs.update(validator(run.train_state))
             _epoch_logs(hooks, epoch, logs)
+            _log_learning_rate(run.train_state, logs)
             for name, value in logs.items():
                 run.history.setdefault(name, []).append(value)
             view = types.MappingProxyType(logs)
