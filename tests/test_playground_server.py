@@ -93,6 +93,15 @@ def test_start_step_change_reset_stop(url):
     assert status == 404 and "unknown session" in answer["error"]
 
 
+def test_a_link_from_the_site_keeps_its_seed_and_layout_flags(url):
+    link = "https://playground.tensorflow.org/#dataset=xor&seed=0.59680&x_hide=true&hideText=true"
+    status, started = post(url, "start", {"fragment": link})
+    fragment = started["frame"]["fragment"]
+    assert status == 200 and "dataset=xor" in fragment
+    assert "&seed=0.59680&" in fragment and fragment.endswith("&x_hide=true&hideText=true")
+    post(url, "stop", {"session": started["session"]})
+
+
 def test_playing_trains_within_the_time_budget(url):
     _, started = post(url, "start", {"fragment": ""})
     _, stepped = post(url, "step", {"session": started["session"]})

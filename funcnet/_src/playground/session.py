@@ -26,7 +26,17 @@ import numpy as np
 
 from funcnet._src.playground.model import playground_layers
 from funcnet._src.playground.trainer import PlaygroundTrainer
-from funcnet._src.playground.url import PlaygroundConfig, parse_playground_url
+from funcnet._src.playground.url import (
+    PlaygroundConfig,
+    _fragment_of,
+    _pairs,
+    parse_playground_url,
+    seed_from_string,
+)
+
+# Keys the page keeps as the link gave them, though they change nothing in training:
+# the page's layout flags, so that a copied link keeps its hidden controls and text.
+_KEPT_AS_GIVEN = ("collectStats", "hideText", "tutorial")
 
 MAX_LAYERS = 6
 """The Playground's limit on hidden layers."""
@@ -125,6 +135,21 @@ class PlaygroundSession:
         self.last_seen = time.monotonic()
         self.trainer = PlaygroundTrainer(config_for_page(fragment))
         self.data_version = 0
+        self._remember(fragment)
+
+    def _remember(self, fragment: str) -> None:
+        """What the link says that the config does not keep: its seed string, layout flags."""
+        pairs = _pairs(_fragment_of(fragment)) if fragment.strip() else {}
+        self.seed_text = pairs.get("seed")
+        self.kept = {k: v for k, v in pairs.items() if k in _KEPT_AS_GIVEN or k.endswith("_hide")}
+
+    def fragment(self) -> str:
+        """The link's fragment in the Playground's format, with the link's own seed string."""
+        config = self.trainer.config
+        fragment = config.to_fragment()
+        if self.seed_text is not None and seed_from_string(self.seed_text) == config.seed:
+            fragment = fragment.replace(f"&seed={config.seed}&", f"&seed={self.seed_text}&")
+        return "&".join([fragment, *(f"{k}={v}" for k, v in self.kept.items())])
 
     @property
     def config(self) -> PlaygroundConfig:
@@ -144,6 +169,7 @@ class PlaygroundSession:
         """New settings; training starts again unless only live settings changed."""
         if self.trainer.change(config_for_page(fragment)):
             self.data_version += 1
+        self._remember(fragment)
         return self.frame(0)
 
     def reset(self) -> dict:
@@ -168,7 +194,7 @@ class PlaygroundSession:
         since = max(0, min(int(since), trainer.epoch + 1))
         return {
             "epoch": trainer.epoch,
-            "fragment": config.to_fragment(),
+            "fragment": self.fragment(),
             "diverged": trainer.diverged,
             "data_version": self.data_version,
             "since": since,
