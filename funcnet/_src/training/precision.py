@@ -54,7 +54,7 @@ class MixedPrecision(NamedTuple):
     the loss, the metrics and the gradients are float32. ``predict``,
     ``evaluate`` and validation run the float32 params as they are.
 
-    Args:
+    Attributes:
         compute: the dtype the model computes in: "bfloat16", "float16" or "float32".
         output: the dtype the predictions are cast to before the loss.
         loss_scale: "dynamic" or None (no scaling); "default" (the
