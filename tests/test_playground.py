@@ -388,7 +388,7 @@ def test_training_matches_the_playgrounds_update_rule(regularization, rate):
     epoch = trainer_module._epoch_function(net, opt)
     indices, kinds = trainer_module.site_batches(23, 5)
     for number in range(3):
-        ts = epoch(ts, jnp.asarray(x), jnp.asarray(y), indices, kinds, number > 0)
+        ts = epoch(ts, jnp.asarray(x), jnp.asarray(y), indices, kinds, len(indices), number > 0)
     expected = _reference_epochs(initial, x.astype(np.float64), y.astype(np.float64), config, 3)
     for got, (w, b) in zip(ts.params[1:], expected):
         np.testing.assert_allclose(got["w"], w, atol=2e-5)

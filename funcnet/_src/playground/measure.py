@@ -4,8 +4,9 @@ Starts the page's server on 127.0.0.1, plays the default network the way the
 page does (ask for a frame, then ask again) for a few seconds, and prints the
 frames (picture updates) per second and epochs per second; then, while it
 keeps playing, changes controls and prints how long each change takes to come
-back with its new frame (the learning rate: a live change; the data set: a
-reset with new data). Numbers for docs/playground.md.
+back with its new frame (learning rate and batch size: live changes; data
+set and ratio: a reset with new data), each to a value the session has not
+seen. Numbers for docs/playground.md.
 """
 
 from __future__ import annotations
@@ -55,18 +56,23 @@ def measure(seconds: float = 5.0) -> dict[str, float]:
 
         player = threading.Thread(target=play)
         player.start()
+        # Every value is new to the session: nothing here may need a new compilation.
         for name, fragments in (
-            ("learning_rate_change_ms", ["learningRate=0.1", "learningRate=0.03"]),
-            ("dataset_change_ms", ["dataset=xor", "dataset=circle"]),
+            (
+                "learning_rate_change_ms",
+                [f"learningRate={r}" for r in (0.1, 0.3, 0.01, 0.003, 1, 0.03)],
+            ),
+            ("batch_size_change_ms", [f"batchSize={b}" for b in (7, 13, 30, 1, 22, 10)]),
+            ("dataset_change_ms", [f"dataset={d}" for d in ("xor", "gauss", "spiral", "circle")]),
+            ("ratio_change_ms", [f"percTrainData={p}" for p in (30, 70, 90, 10, 50)]),
         ):
             times = []
-            for _ in range(5):
-                for fragment in fragments:
-                    begin = time.perf_counter()
-                    _post(url, "change", {"session": key, "fragment": fragment})
-                    times.append(1000 * (time.perf_counter() - begin))
-            results[name] = statistics.median(times[2:])  # the first ones compile
-            results[name.replace("_ms", "_max_ms")] = max(times[2:])
+            for fragment in fragments:
+                begin = time.perf_counter()
+                _post(url, "change", {"session": key, "fragment": fragment})
+                times.append(1000 * (time.perf_counter() - begin))
+            results[name] = statistics.median(times)
+            results[name.replace("_ms", "_max_ms")] = max(times)
         playing.clear()
         player.join()
         return results

@@ -144,7 +144,7 @@ def run_playground(
         config = parse_playground_url(config)
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
         raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}.")
-    trainer = PlaygroundTrainer(config)
+    trainer = PlaygroundTrainer(config, fixed_shapes=False)
     snapshots: list[tuple[int, Params]] = []
     if snapshot_every:
         snapshots.append((0, jax.device_get(trainer.train_state.params)))
