@@ -6,7 +6,7 @@ in order, accumulates each point's gradient, and updates the weights whenever
 when ``b`` does not divide ``n`` the ``n mod b`` leftover points of an epoch
 stay accumulated and join the next epoch's first update (which then averages
 ``b + n mod b`` points). :class:`PlaygroundTrainer` reproduces that with one
-jitted epoch: a ``lax.scan`` over ``floor(n / b)`` batches whose first one
+jitted epoch: a ``lax.fori_loop`` over ``floor(n / b)`` batches whose first one
 also holds the previous epoch's leftover points, masked off in the first
 epoch. The network, loss and optimizer are funcnet's
 (``funcnet._src.playground.model``); the command line (``run_playground``)
