@@ -121,3 +121,17 @@ def test_the_default_link_trains_live_and_the_link_follows_the_controls(browser,
         "7 neurons drawn",
     )
     assert driver.find_element(By.ID, "error").get_attribute("hidden") is not None
+
+
+def test_a_site_link_hides_the_controls_it_hides(browser):
+    driver, server = browser
+    driver.get(f"{server.url}#dataset=xor&seed=0.59680&x_hide=true&noise_hide=true")
+    wait_for(
+        lambda: driver.execute_script("return document.body.dataset.ready"), 60, "the page starts"
+    )
+    wait_for(lambda: "dataset=xor" in driver.current_url, 30, "the link's settings")
+    assert "seed=0.59680" in driver.current_url and "x_hide=true" in driver.current_url
+    assert not driver.find_element(By.CSS_SELECTOR, '.feature[data-feature="x"]').is_displayed()
+    assert driver.find_element(By.CSS_SELECTOR, '.feature[data-feature="y"]').is_displayed()
+    assert not driver.find_element(By.ID, "noise").is_displayed()
+    assert driver.find_element(By.ID, "batchSize").is_displayed()

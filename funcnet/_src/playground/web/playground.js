@@ -247,7 +247,8 @@ function drawLinks(columns, weights) {
   // The paths are laid out once per network shape (and window size); each frame only
   // recolours them: reading positions every frame would force a layout per frame.
   const svg = $("links");
-  const key = `${state.networkKey}|${window.innerWidth}`;
+  const hidden = Array.from(state.params.keys()).filter((k) => k.endsWith("_hide") && state.params.get(k) === "true");
+  const key = `${state.networkKey}|${window.innerWidth}|${hidden.join()}`;
   if (state.linksKey !== key) {
     const body = $("network-body").getBoundingClientRect();
     const centre = (canvas, right) => {
@@ -356,6 +357,11 @@ function drawControls() {
     button.classList.toggle("hidden", regression !== (problem === "regression"));
     button.classList.toggle("selected", button.dataset.dataset === chosen);
   });
+  // A link's <control>_hide=true hides that control, as on the site (e.g. x_hide, noise_hide).
+  document.querySelectorAll("[data-ui], .feature").forEach((element) => {
+    const name = element.dataset.ui || element.dataset.feature;
+    element.style.display = p.get(`${name}_hide`) === "true" ? "none" : "";
+  });
   $("add-layers").disabled = shape().length >= MAX_LAYERS;
   $("remove-layers").disabled = shape().length === 0;
 }
@@ -367,6 +373,7 @@ function draw() {
   const last = (values) => values.length && values[values.length - 1] !== null ? values[values.length - 1].toFixed(3) : "NaN";
   $("loss-test").textContent = last(state.testLoss);
   $("loss-train").textContent = last(state.loss);
+  buildNetwork();  // before the controls: they may hide some of its features
   if (state.controlsFor !== frame.fragment + state.showTestData) {
     drawControls();  // only when the settings changed: not on every frame
     state.controlsFor = frame.fragment + state.showTestData;
