@@ -200,3 +200,15 @@ def test_guard_cost_times_every_mode_from_the_same_state():
     times = time_modes(playground, rounds=1)
     assert sorted(times) == sorted(MODES)
     assert all(len(samples) == 1 and samples[0] > 0 for samples in times.values())
+
+
+@pytest.mark.slow
+def test_remat_memory_and_accumulate_memory_fall_on_the_quick_model():
+    from bench.precision_accumulate import accumulate_memory
+    from bench.remat_memory import measure
+
+    sizes, memory = measure(quick=True)
+    assert memory[True]["temp"] < memory["dots_saveable"]["temp"] < memory[False]["temp"]
+    assert len({m["arguments"] for m in memory.values()}) == 1  # the same params and batch
+    by_accumulate = accumulate_memory(sizes, k=4)
+    assert by_accumulate[4] < by_accumulate[1]
