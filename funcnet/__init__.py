@@ -81,6 +81,7 @@ from funcnet._src.layers import Identity as Identity
 from funcnet._src.layers import LayerNorm as LayerNorm
 from funcnet._src.layers import LeakyRelu as LeakyRelu
 from funcnet._src.layers import LogSoftmax as LogSoftmax
+from funcnet._src.layers import Masking as Masking
 from funcnet._src.layers import MaxPool as MaxPool
 from funcnet._src.layers import MultiHeadAttention as MultiHeadAttention
 from funcnet._src.layers import Relu as Relu
@@ -185,6 +186,7 @@ __all__ = [
     "LearningRateScheduler",
     "LogSoftmax",
     "LossScale",
+    "Masking",
     "MaxPool",
     "MixedPrecision",
     "ModelCheckpoint",

@@ -390,10 +390,6 @@ def test_a_sequential_without_input_shape_is_refused():
         (L.Conv2D(2, 3, data_format="channels_first", name="c"), (2, 5, 5),
          r"layer 'c' \(Conv2D\): data_format='channels_first' is not supported\. funcnet's "
          r"convolutions.*channels-last"),
-        (L.Embedding(5, 2, mask_zero=True, name="e"), (4,),
-         r"layer 'e' \(Embedding\): mask_zero=True is not supported\. funcnet does not carry "
-         r"Keras masks"),
-        (L.Masking(name="m"), (4, 2), r"layer 'm' \(Masking\): the Masking layer is not supported"),
         (L.LSTM(2, dropout=0.2, name="l"), (4, 2),
          r"layer 'l' \(LSTM\): dropout=0\.2 is not supported\. funcnet's LSTM has no dropout: "
          r"set dropout=0\.0"),
@@ -405,7 +401,7 @@ def test_a_sequential_without_input_shape_is_refused():
          r"layer 'n' \(GroupNormalization\): axis=1 is not supported\. funcnet normalises over "
          r"the last axis only"),
     ],
-    ids=["unknown-layer", "channels-first", "mask-zero", "masking", "rnn-dropout",
+    ids=["unknown-layer", "channels-first", "rnn-dropout",
          "go-backwards", "custom-activation", "norm-axis"],
 )  # fmt: skip
 def test_unsupported_layers_and_options_are_named(layer, shape, message):

@@ -25,6 +25,7 @@ from funcnet._src.interop.from_keras_layers import (
     KerasLayerInfo,
     convert_layer,
     describe_layer,
+    mask_out,
 )
 
 
@@ -108,10 +109,25 @@ def _calls(graph: Any) -> list[_Call]:
     return calls
 
 
+def _read_calls(calls: list[_Call], output_ids: list[int]) -> list[_Call]:
+    """The calls whose output something reads: drops the ops computing Keras's masks
+    (``not_equal`` of ``Embedding(mask_zero=True)``, ...), read only as ``mask=``
+    arguments, which from_keras traces itself."""
+    while True:
+        read = {t for call in calls for t in call.inputs} | set(output_ids)
+        kept = [call for call in calls if call.output in read]
+        if len(kept) == len(calls):
+            return calls
+        calls = kept
+
+
 def _arguments(node: Any) -> tuple[tuple[int, ...], int, dict[str, Any]]:
     """``(input ids, output id, options)`` of one call; MultiHeadAttention's reordered."""
     layer, args, kwargs = node.operation, node.arguments.args, dict(node.arguments.kwargs)
     kwargs.pop("training", None)
+    # Keras records the mask it propagates (Embedding(mask_zero=True), Masking) as a call
+    # argument; from_keras traces those masks itself (see from_keras's masked set).
+    keras_mask_tensor = kwargs.pop("mask", None)
     if type(layer).__name__ == "MultiHeadAttention":
         # Keras calls mha(query, value, key=None); funcnet takes (query, key, value).
         names = ("query", "value", "key")
@@ -123,7 +139,7 @@ def _arguments(node: Any) -> tuple[tuple[int, ...], int, dict[str, Any]]:
         # The causal mask is the layer's to build (funcnet's causal=True): keep it aside.
         options: dict[str, Any] = {"use_causal_mask": bool(kwargs.pop("use_causal_mask", False))}
     else:
-        ids = tuple(id(t) for t in node.arguments.keras_tensors)
+        ids = tuple(id(t) for t in node.arguments.keras_tensors if t is not keras_mask_tensor)
         options = {}
     unknown = {k: v for k, v in kwargs.items() if v is not None and v is not False}
     if unknown:
@@ -133,7 +149,12 @@ def _arguments(node: Any) -> tuple[tuple[int, ...], int, dict[str, Any]]:
             "does not convert (masks and call options are not carried over). Call the layer "
             "on its input tensors alone."
         )
+    options["keras_mask"] = keras_mask_tensor is not None
     return ids, id(node.outputs[0]), options
+
+
+def _first(pair: Any) -> Any:
+    return pair[0]
 
 
 def _identity(x: Any) -> Any:
@@ -286,28 +307,37 @@ def from_keras(model: Any) -> tuple[Layer, Params, State]:
             "output its own layer."
         )
     input_ids, output_ids = [id(t) for t in inputs], [id(t) for t in outputs]
-    calls = _chain_first(_calls(graph), input_ids)
-    read = {t for call in calls for t in call.inputs} | set(output_ids)
-    unused = [t.name for t in inputs if id(t) not in read]
+    calls = _chain_first(_read_calls(_calls(graph), output_ids), input_ids)
+    read = {t for call in calls for t in call.inputs}
+    unused = [t.name for t in inputs if id(t) not in read | set(output_ids)]
     if unused:
         raise ValueError(
             f"from_keras: the model {model.name!r} never reads its input(s) {unused}; "
             "remove them from keras.Model(inputs=...)."
         )
     shapes = {id(t): tuple(t.shape) for t in inputs}
+    masked: set[int] = set()  # tensors that carry a sequence mask, as funcnet's (x, mask)
     converted = []
     for call in calls:
         shapes[call.output] = tuple(call.layer.output.shape)
         if _is_model(call.layer):  # a model used as a layer: rebuilt the same way
             converted.append(Converted(*from_keras(call.layer)))
             continue
+        mask_in = any(t in masked for t in call.inputs)
         info = KerasLayerInfo(
             call.layer,
             call.layer.get_config(),
             tuple(shapes[t] for t in call.inputs),
-            call.options,
+            {**call.options, "masked": mask_in},
         )
         converted.append(convert_layer(info))
+        if mask_out(info):
+            masked.add(call.output)
+            if call.output in output_ids and call.output not in read:
+                # A model output: Keras returns the tensor, its mask stays inside Keras.
+                c = converted[-1]
+                without_mask = serial(c.layer, Lambda(_first, name=f"{c.layer.name}.drop_mask"))
+                converted[-1] = Converted(without_mask, (c.params, {}), (c.state, {}))
     stages = _stages(calls, converted, input_ids, output_ids)
     net = serial(*(s.layer for s in stages), name=model.name)
     params = tuple(s.params for s in stages)

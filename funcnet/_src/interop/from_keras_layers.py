@@ -40,6 +40,7 @@ from funcnet._src.layers import (
     Identity,
     LayerNorm,
     LeakyRelu,
+    Masking,
     MaxPool,
     MultiHeadAttention,
     Relu,
@@ -464,14 +465,8 @@ def _concatenate(info: KerasLayerInfo) -> Converted:
 
 def _embedding(info: KerasLayerInfo) -> Converted:
     layer, cfg = info.layer, info.config
-    if cfg.get("mask_zero"):
-        raise unsupported(
-            layer,
-            "mask_zero=True",
-            "funcnet does not carry Keras masks between layers yet: build the model with "
-            "mask_zero=False (sequences padded with id 0 are then read as ordinary tokens).",
-        )
-    net = Embedding(cfg["input_dim"], cfg["output_dim"], name=layer.name)
+    mask_zero = bool(cfg.get("mask_zero"))
+    net = Embedding(cfg["input_dim"], cfg["output_dim"], mask_zero=mask_zero, name=layer.name)
     params = {"embedding": _array(_weights(layer)["embeddings"])}
     if layer.input.dtype in ("int32", "int64", "int16", "int8", "uint8", "uint16", "uint32"):
         return Converted(net, params, {})
@@ -509,6 +504,7 @@ def _recurrent(info: KerasLayerInfo, *, backward: bool = False) -> Converted:
     common: dict[str, Any] = {
         "return_sequences": cfg["return_sequences"],
         "use_bias": cfg["use_bias"],
+        "masked": bool(info.options.get("masked")),
         "name": layer.name,
     }
     act = activation_name(layer, cfg["activation"])
@@ -536,14 +532,18 @@ def _bidirectional(info: KerasLayerInfo) -> Converted:
         raise unsupported(layer, f"merge_mode={merge!r}", "Use concat, sum, mul, ave or None.")
     halves = {}
     for role, child in (("forward", layer.forward_layer), ("backward", layer.backward_layer)):
-        child_info = KerasLayerInfo(child, child.get_config(), info.input_shapes, {})
+        child_info = KerasLayerInfo(child, child.get_config(), info.input_shapes, info.options)
         if type(child).__name__ not in ("SimpleRNN", "LSTM", "GRU"):
             raise unsupported(
                 layer, f"a {type(child).__name__} inside", "Wrap a SimpleRNN, LSTM or GRU."
             )
         halves[role] = _recurrent(child_info, backward=role == "backward")
     net = Bidirectional(
-        halves["forward"].layer, merge, backward_layer=halves["backward"].layer, name=layer.name
+        halves["forward"].layer,
+        merge,
+        backward_layer=halves["backward"].layer,
+        masked=bool(info.options.get("masked")),
+        name=layer.name,
     )
     params = {role: c.params for role, c in halves.items()}
     state = {role: c.state for role, c in halves.items()}
@@ -655,17 +655,45 @@ CONVERTERS: dict[str, Callable[[KerasLayerInfo], Converted]] = {
 }
 """Every Keras layer class ``from_keras`` converts, by its class name."""
 
-_MASKING_FIX = (
-    "funcnet does not carry Keras masks between layers yet: remove the Masking layer "
-    "(padded steps are then read as ordinary inputs) and convert again."
-)
+_MASK_CONSUMERS = ("SimpleRNN", "LSTM", "GRU", "Bidirectional")
+
+
+def _masking(info: KerasLayerInfo) -> Converted:
+    return Converted(Masking(info.config["mask_value"], name=info.layer.name), {}, {})
+
+
+CONVERTERS["Masking"] = _masking
+
+
+def mask_out(info: KerasLayerInfo) -> bool:
+    """Whether this call's output carries a sequence mask on (funcnet's ``(x, mask)``)."""
+    kind = type(info.layer).__name__
+    if kind == "Masking" or (kind == "Embedding" and info.config.get("mask_zero")):
+        return True
+    if not info.options.get("masked"):
+        return False
+    # Recurrent layers pass the mask on with their sequences, as Keras's compute_mask.
+    return bool(getattr(info.layer, "return_sequences", False))
 
 
 def convert_layer(info: KerasLayerInfo) -> Converted:
     """The funcnet twin of one Keras layer call, or an error naming what is missing."""
     kind = type(info.layer).__name__
-    if kind == "Masking":
-        raise unsupported(info.layer, "the Masking layer", _MASKING_FIX)
+    if info.options.get("masked") and kind not in _MASK_CONSUMERS:
+        raise unsupported(
+            info.layer,
+            "a sequence mask (from Masking or Embedding(mask_zero=True)) reaching this layer",
+            "funcnet carries masks into SimpleRNN, LSTM, GRU and Bidirectional only: put the "
+            "recurrent layer right after the mask's source (or after another recurrent layer "
+            "with return_sequences=True), or build the model without the mask.",
+        )
+    if info.options.get("keras_mask") and not info.options.get("masked"):
+        raise unsupported(
+            info.layer,
+            "a mask given by hand (mask=...)",
+            "from_keras carries the masks of Masking and Embedding(mask_zero=True) only: "
+            "pad with mask_value and put a Masking layer in front instead.",
+        )
     converter = CONVERTERS.get(kind)
     if converter is None:
         raise ValueError(

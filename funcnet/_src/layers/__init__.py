@@ -28,6 +28,7 @@ from funcnet._src.layers.conv import Conv, ConvTranspose
 from funcnet._src.layers.dense import Dense
 from funcnet._src.layers.dropout import Dropout
 from funcnet._src.layers.embed import Embedding
+from funcnet._src.layers.masking import Masking
 from funcnet._src.layers.norm import BatchNorm, GroupNorm, LayerNorm, RMSNorm
 from funcnet._src.layers.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
 from funcnet._src.layers.recurrent import GRU, LSTM, SimpleRNN
@@ -57,6 +58,7 @@ __all__ = [
     "LayerNorm",
     "LeakyRelu",
     "LogSoftmax",
+    "Masking",
     "MaxPool",
     "MultiHeadAttention",
     "RMSNorm",

@@ -23,6 +23,7 @@ from funcnet._src.core import (
     is_shape,
     shape_error,
 )
+from funcnet._src.layers._checks import check_flags
 from funcnet._src.layers.recurrent import describe
 
 _MERGES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
@@ -38,6 +39,7 @@ def Bidirectional(
     merge: str | None = "concat",
     *,
     backward_layer: Layer | None = None,
+    masked: bool = False,
     name: str = "Bidirectional",
 ) -> Layer:
     """Runs a recurrent layer forward and over the reversed sequence, and merges the two.
@@ -48,6 +50,11 @@ def Bidirectional(
             return the pair ``(forward, backward)``.
         backward_layer: the layer run on the reversed sequence; None uses a
             second, independently initialised copy of ``layer``.
+        masked: take ``(x, mask)``, mask ``[batch, time]`` (True for real
+            steps), and give it to both layers, which must be built with
+            ``masked=True``; the backward layer reads each sequence backwards
+            within its own length, and with ``return_sequences`` padded steps
+            output zeros and the output is ``(y, mask)``, as Keras's.
         name: the name used in error paths and summaries.
 
     Returns:
@@ -69,6 +76,7 @@ def Bidirectional(
             f"{name}: expected a funcnet Layer such as LSTM(5), got {type(bad).__name__}: {bad!r}. "
             "Layer constructors are calls: write LSTM(5), not LSTM."
         )
+    check_flags(name, masked=masked)
     if merge is not None and merge not in _MERGES:
         raise ValueError(
             f"{name}: merge must be one of {', '.join(map(repr, _MERGES))} or None, got {merge!r}."
@@ -76,29 +84,65 @@ def Bidirectional(
     children = {"forward": layer, "backward": backward_layer or layer}
     segments = {role: f"{name}[{role}]" for role in children}
 
-    def split(inputs: Any, is_one: Callable[[Any], bool]) -> tuple[Any, tuple[Any, Any]]:
+    def split(inputs: Any, is_one: Callable[[Any], bool]) -> tuple[Any, Any, tuple[Any, Any]]:
+        """``(x, mask or None, carries)`` of the layer's input."""
+        if masked:
+            pair = isinstance(inputs, (tuple, list)) and len(inputs) == 2
+            if pair and all(map(is_one, inputs)):
+                return inputs[0], inputs[1], (None, None)
+            raise shape_error(
+                name,
+                "built with masked=True, expected (x, mask) with x [batch, time, features] and "
+                f"mask [batch, time], got {describe(inputs)}. Put fn.Masking() or "
+                "fn.Embedding(..., mask_zero=True) in front, or build with masked=False.",
+            )
         if is_one(inputs):
-            return inputs, (None, None)
+            return inputs, None, (None, None)
         if isinstance(inputs, (tuple, list)) and len(inputs) == 2 and is_one(inputs[0]):
             carries = inputs[1]
             if isinstance(carries, (tuple, list)) and len(carries) == 2:
-                return inputs[0], tuple(carries)
+                return inputs[0], None, tuple(carries)
         raise shape_error(
             name,
             "expected x [batch, time, features] or (x, (forward_carry, backward_carry)), "
             f"got {describe(inputs)}.",
         )
 
+    def child_input(x: Any, mask: Any, carry: Any) -> Any:
+        return with_carry(x if mask is None else (x, mask), carry)
+
+    def rank(a: Any) -> int:
+        return len(a) if is_shape(a) else getattr(a, "ndim", -1)
+
+    def is_sequences_with_mask(out: Any) -> bool:
+        return (
+            isinstance(out, (tuple, list))
+            and len(out) == 2
+            and rank(out[0]) == 3
+            and rank(out[1]) == 2
+        )
+
+    def output_of(out: Any, masked: bool) -> Any:
+        """A child's output without the mask a masked child passes on with its sequences."""
+        if not masked:
+            return out
+        if is_sequences_with_mask(out):  # (y, mask)
+            return out[0]
+        if isinstance(out, (tuple, list)) and len(out) == 2 and is_sequences_with_mask(out[0]):
+            return (out[0][0], out[1])  # ((y, mask), carry)
+        return out
+
     def with_carry(x: Any, carry: Any) -> Any:
         return x if carry is None else (x, carry)
 
     def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
-        x_shape, carries = split(input_shape, is_shape)
+        x_shape, mask_shape, carries = split(input_shape, is_shape)
         outs, params, states = {}, {}, {}
         for (role, child), k, carry in zip(children.items(), jax.random.split(key), carries):
-            outs[role], params[role], states[role] = init_child(
-                segments[role], child, k, with_carry(x_shape, carry)
+            out, params[role], states[role] = init_child(
+                segments[role], child, k, child_input(x_shape, mask_shape, carry)
             )
+            outs[role] = output_of(out, mask_shape is not None)
         stateful = not is_shape(outs["forward"])
         if stateful == is_shape(outs["backward"]):
             raise shape_error(
@@ -123,6 +167,8 @@ def Bidirectional(
             y = (*ys["forward"][:-1], f + b)
         else:
             y = ys["forward"]
+        if mask_shape is not None and len(ys["forward"]) == 3:
+            y = (y, mask_shape)  # sequences carry their mask on, as the children's do
         if stateful:
             return (y, (outs["forward"][1], outs["backward"][1])), params, states
         return y, params, states
@@ -135,27 +181,39 @@ def Bidirectional(
         key: jax.Array | None = None,
         train: bool = False,
     ) -> tuple[Any, State]:
-        x, carries = split(x, lambda a: not isinstance(a, (tuple, list)))
+        x, mask, carries = split(x, lambda a: not isinstance(a, (tuple, list)))
         keys = [None, None] if key is None else list(jax.random.split(key))
         outs, new_state = {}, {}
         for (role, child), k, carry in zip(children.items(), keys, carries):
             # The forward child runs first, so a bad input is reported by it,
             # with its path, before flip touches the array.
-            seq = jnp.flip(jnp.asarray(x), axis=1) if role == "backward" else x
-            outs[role], new_state[role] = apply_child(
+            seq, seq_mask = x, mask
+            if role == "backward":
+                # Flipping the padded sequence and skipping its masked steps reads
+                # each sequence backwards within its own length (Keras's go_backwards).
+                seq = jnp.flip(jnp.asarray(x), axis=1)
+                seq_mask = None if mask is None else jnp.flip(jnp.asarray(mask), axis=1)
+            out, new_state[role] = apply_child(
                 segments[role],
                 child,
                 params[role],
                 state[role],
-                with_carry(seq, carry),
+                child_input(seq, seq_mask, carry),
                 key=k,
                 train=train,
             )
+            outs[role] = output_of(out, mask is not None)
         stateful = isinstance(outs["forward"], (tuple, list))
         fwd, bwd = (outs[r][0] if stateful else outs[r] for r in ("forward", "backward"))
         if bwd.ndim == 3:
             bwd = jnp.flip(bwd, axis=1)
+        if mask is not None and fwd.ndim == 3:
+            # Keras's Bidirectional gives zeros at masked steps (zero_output_for_mask).
+            keep = jnp.asarray(mask).astype(bool)[:, :, None]
+            fwd, bwd = jnp.where(keep, fwd, 0), jnp.where(keep, bwd, 0)
         y = (fwd, bwd) if merge is None else _MERGES[merge](fwd, bwd)
+        if mask is not None and fwd.ndim == 3:
+            y = (y, mask)
         if stateful:
             return (y, (outs["forward"][1], outs["backward"][1])), new_state
         return y, new_state

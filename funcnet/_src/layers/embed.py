@@ -17,13 +17,12 @@ from funcnet._src.core import (
     InputShape,
     Layer,
     Params,
-    Shape,
     State,
     check_input_shape,
     dtype_of,
     type_error,
 )
-from funcnet._src.layers._checks import Initializer, positive_int
+from funcnet._src.layers._checks import Initializer, check_flags, positive_int
 
 _NORMAL_0_05 = jax.nn.initializers.normal(stddev=0.05)
 
@@ -44,6 +43,7 @@ def Embedding(
     w_init: Initializer = _NORMAL_0_05,
     dtype: Any = None,
     param_dtype: Any = jnp.float32,
+    mask_zero: bool = False,
     name: str = "Embedding",
 ) -> Layer:
     """A lookup table: each integer id in ``[0, num_embeddings)`` becomes a row.
@@ -56,6 +56,9 @@ def Embedding(
             uniformly from [-0.05, 0.05]; docs/keras.md).
         dtype: the output dtype; None gives the table's dtype.
         param_dtype: the dtype in which the table is stored.
+        mask_zero: also return the mask ``ids != 0``: the output is
+            ``(rows, mask)``, what a recurrent layer built with
+            ``masked=True`` takes (id 0 is padding, as Keras's ``mask_zero``).
         name: the name used in error paths and summaries.
 
     Returns:
@@ -77,14 +80,17 @@ def Embedding(
         (True, (1, 3, 4))
     """
     num_embeddings = positive_int(name, "num_embeddings", num_embeddings)
+    check_flags(name, mask_zero=mask_zero)
     features = positive_int(name, "features", features)
 
-    def init(key: jax.Array, input_shape: InputShape) -> tuple[Shape, Params, State]:
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
         shape = check_input_shape(name, input_shape, min_rank=1)
         spec_dtype = dtype_of(input_shape, default=jnp.int32)
         if not jnp.issubdtype(spec_dtype, jnp.integer):
             raise _id_dtype_error(name, spec_dtype, shape)
         params = {"embedding": w_init(key, (num_embeddings, features), param_dtype)}
+        if mask_zero:
+            return ((*shape, features), tuple(shape)), params, {}
         return (*shape, features), params, {}
 
     def apply(
@@ -94,7 +100,7 @@ def Embedding(
         *,
         key: jax.Array | None = None,
         train: bool = False,
-    ) -> tuple[jax.Array, State]:
+    ) -> tuple[Any, State]:
         del key, train
         x = jnp.asarray(x)
         if not jnp.issubdtype(x.dtype, jnp.integer):
@@ -108,6 +114,9 @@ def Embedding(
             valid = valid & (x < jnp.asarray(table.shape[0], x.dtype))
         rows = jnp.take(table, jnp.where(valid, x, 0), axis=0, mode="clip")
         nan = jnp.array(jnp.nan, rows.dtype)
-        return jnp.where(valid[..., None], rows, nan), state
+        out = jnp.where(valid[..., None], rows, nan)
+        if mask_zero:
+            return (out, x != 0), state
+        return out, state
 
     return Layer(init, apply, name)

@@ -112,28 +112,60 @@ def _recurrent(
     dtype: Any,
     param_dtype: Any,
     name: str,
+    masked: bool = False,
 ) -> Layer:
     """The layer skeleton shared by every cell: checks, params, carry, scan and outputs."""
     units, n = positive_int(name, "units", cell.units), cell.carries
     check_flags(
-        name, return_sequences=return_sequences, return_state=return_state, use_bias=use_bias
+        name,
+        return_sequences=return_sequences,
+        return_state=return_state,
+        use_bias=use_bias,
+        masked=masked,
     )
 
     def split(inputs: Any, is_one: Callable[[Any], bool]) -> tuple[Any, Any]:
-        if is_one(inputs):
+        def is_x(a: Any) -> bool:  # x alone, or the pair (x, mask) when masked
+            if not masked:
+                return is_one(a)
+            return isinstance(a, (tuple, list)) and len(a) == 2 and all(map(is_one, a))
+
+        if is_x(inputs):
             return inputs, None
-        if isinstance(inputs, (tuple, list)) and len(inputs) == 2 and is_one(inputs[0]):
+        if isinstance(inputs, (tuple, list)) and len(inputs) == 2 and is_x(inputs[0]):
             return inputs[0], inputs[1]
+        if masked:
+            raise shape_error(
+                name,
+                "built with masked=True, expected (x, mask) with x [batch, time, features] and "
+                "mask [batch, time], or ((x, mask), initial_carry), got "
+                f"{describe(inputs)}. Put fn.Masking() or fn.Embedding(..., mask_zero=True) "
+                "in front, or build the layer with masked=False.",
+            )
         raise shape_error(
             name,
             f"expected x [batch, time, features] or (x, initial_carry), got {describe(inputs)}.",
         )
 
+    def check_mask(x_shape: tuple, mask_shape: tuple) -> None:
+        if tuple(mask_shape) != tuple(x_shape[:2]):
+            raise shape_error(
+                name,
+                f"expected a mask of shape [batch, time] = {tuple(x_shape[:2])} for x of shape "
+                f"{tuple(x_shape)}, got mask shape {tuple(mask_shape)}. Give the mask of this "
+                "x, True for its real steps (fn.Masking computes one from padded x).",
+            )
+
     def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
         x_spec, carry_spec = split(input_shape, is_shape)
+        mask_spec = None
+        if masked:
+            x_spec, mask_spec = x_spec
         shape = shape_of(x_spec)
         if len(shape) != 3:
             raise _sequence_error(name, shape)
+        if mask_spec is not None:
+            check_mask(shape, shape_of(mask_spec))
         if shape[2] is None:
             raise shape_error(name, f"the feature dimension must be known at init, got {shape}.")
         if carry_spec is not None:
@@ -145,7 +177,9 @@ def _recurrent(
         }
         if use_bias:
             params["b"] = cell.init_bias(b_key, units, param_dtype)
-        y_shape = (shape[0], shape[1], units) if return_sequences else (shape[0], units)
+        y_shape: Any = (shape[0], shape[1], units) if return_sequences else (shape[0], units)
+        if masked and return_sequences:  # the mask goes on to the next layer, as in Keras
+            y_shape = (y_shape, shape_of(mask_spec))
         if not return_state:
             return y_shape, params, {}
         return (y_shape, _pack(((shape[0], units),) * n)), params, {}
@@ -160,9 +194,16 @@ def _recurrent(
     ) -> tuple[Any, State]:
         del key, train
         x, carry = split(x, lambda a: not isinstance(a, (tuple, list)))
+        mask = None
+        if masked:
+            x, mask = x
         x = check_float(name, x)
         if x.ndim != 3:
             raise _sequence_error(name, x.shape)
+        if mask is not None:
+            mask = jnp.asarray(mask)
+            check_mask(x.shape, mask.shape)
+            mask = mask.astype(bool)
         w = params["w"]
         if x.shape[2] != w.shape[0]:
             raise shape_error(
@@ -188,8 +229,21 @@ def _recurrent(
             c = cell.step(p, c, xw_t)
             return c, c[0]
 
-        final, hs = jax.lax.scan(body, parts, xw)
-        y = jnp.swapaxes(hs, 0, 1) if return_sequences else final[0]
+        def masked_body(c: tuple[jax.Array, ...], step_in: tuple) -> tuple[Any, jax.Array]:
+            # Keras's rule: a masked step keeps the carry, and its output repeats
+            # the previous output (the carried h).
+            xw_t, m_t = step_in
+            new = cell.step(p, c, xw_t)
+            c = tuple(jnp.where(m_t[:, None], a, b) for a, b in zip(new, c))
+            return c, c[0]
+
+        if mask is None:
+            final, hs = jax.lax.scan(body, parts, xw)
+        else:
+            final, hs = jax.lax.scan(masked_body, parts, (xw, jnp.swapaxes(mask, 0, 1)))
+        y: Any = jnp.swapaxes(hs, 0, 1) if return_sequences else final[0]
+        if mask is not None and return_sequences:
+            y = (y, mask)
         if not return_state:
             return y, state
         return (y, _pack(final)), state
@@ -219,6 +273,7 @@ def SimpleRNN(
     u_init: Initializer = _ORTHOGONAL,
     dtype: Any = None,
     param_dtype: Any = jnp.float32,
+    masked: bool = False,
     name: str = "SimpleRNN",
 ) -> Layer:
     """The Elman recurrent layer: ``h_t = activation(x_t W + h_{t-1} U + b)``.
@@ -234,6 +289,10 @@ def SimpleRNN(
         u_init: initializer of ``u`` ``[units, units]``.
         dtype: the computation dtype; None computes in the input's dtype.
         param_dtype: the dtype in which the params are stored.
+        masked: take ``(x, mask)``, mask ``[batch, time]`` (True for real
+            steps): a masked step keeps the carry and repeats the previous
+            output, as Keras's masks do. With ``return_sequences`` the output
+            is ``(y, mask)``. See ``docs/layers-attention-recurrent.md``.
         name: the name used in error paths and summaries.
 
     Returns:
@@ -255,7 +314,16 @@ def SimpleRNN(
 
     cell = _Cell(units, 1, 1, _zeros_bias(lambda u: (u,)), step)
     return _recurrent(
-        cell, return_sequences, return_state, use_bias, w_init, u_init, dtype, param_dtype, name
+        cell,
+        return_sequences,
+        return_state,
+        use_bias,
+        w_init,
+        u_init,
+        dtype,
+        param_dtype,
+        name,
+        masked,
     )
 
 
@@ -272,6 +340,7 @@ def LSTM(
     u_init: Initializer = _ORTHOGONAL,
     dtype: Any = None,
     param_dtype: Any = jnp.float32,
+    masked: bool = False,
     name: str = "LSTM",
 ) -> Layer:
     """Long short-term memory, Keras's formulation (gates ``i, f, c, o``).
@@ -289,6 +358,10 @@ def LSTM(
         u_init: initializer of ``u`` ``[units, 4*units]``.
         dtype: the computation dtype; None computes in the input's dtype.
         param_dtype: the dtype in which the params are stored.
+        masked: take ``(x, mask)``, mask ``[batch, time]`` (True for real
+            steps): a masked step keeps the carry and repeats the previous
+            output, as Keras's masks do. With ``return_sequences`` the output
+            is ``(y, mask)``. See ``docs/layers-attention-recurrent.md``.
         name: the name used in error paths and summaries.
 
     Returns:
@@ -323,7 +396,16 @@ def LSTM(
 
     cell = _Cell(units, 4, 2, init_bias, step)
     return _recurrent(
-        cell, return_sequences, return_state, use_bias, w_init, u_init, dtype, param_dtype, name
+        cell,
+        return_sequences,
+        return_state,
+        use_bias,
+        w_init,
+        u_init,
+        dtype,
+        param_dtype,
+        name,
+        masked,
     )
 
 
@@ -340,6 +422,7 @@ def GRU(
     u_init: Initializer = _ORTHOGONAL,
     dtype: Any = None,
     param_dtype: Any = jnp.float32,
+    masked: bool = False,
     name: str = "GRU",
 ) -> Layer:
     """Gated recurrent unit, Keras's formulation (gates ``z, r, h``).
@@ -360,6 +443,10 @@ def GRU(
         u_init: initializer of ``u`` ``[units, 3*units]``.
         dtype: the computation dtype; None computes in the input's dtype.
         param_dtype: the dtype in which the params are stored.
+        masked: take ``(x, mask)``, mask ``[batch, time]`` (True for real
+            steps): a masked step keeps the carry and repeats the previous
+            output, as Keras's masks do. With ``return_sequences`` the output
+            is ``(y, mask)``. See ``docs/layers-attention-recurrent.md``.
         name: the name used in error paths and summaries.
 
     Returns:
@@ -409,5 +496,14 @@ def GRU(
     else:
         cell = _Cell(units, 3, 1, _zeros_bias(lambda u: (2, 3 * u)), step)
     return _recurrent(
-        cell, return_sequences, return_state, use_bias, w_init, u_init, dtype, param_dtype, name
+        cell,
+        return_sequences,
+        return_state,
+        use_bias,
+        w_init,
+        u_init,
+        dtype,
+        param_dtype,
+        name,
+        masked,
     )
