@@ -147,3 +147,31 @@ def test_policy_names_and_errors():
     plain = fn.init_train_state(NET, "sgd", (None, 3))
     with pytest.raises(ValueError, match=r"train_state\.loss_scale is None"):
         fn.fit(NET, np.ones((4, 3)), np.ones((4, 1)), loss="mse", optimizer="sgd", train_state=plain, mixed_precision="mixed_float16")  # fmt: skip
+
+
+def test_the_policy_and_the_loss_scale_follow_jmp(data):
+    jmp = pytest.importorskip("jmp", reason="jmp (DeepMind's mixed precision) is in the test extra")
+    x, y = jnp.asarray(data[0][:16]), jnp.asarray(data[1][:16])
+    # The gradients of one step equal a hand-written step under jmp's policy.
+    opt = optax.sgd(1.0)
+    ts = fn.init_train_state(NET, opt, (None, 3), key=0, mixed_precision="mixed_bfloat16")
+    new, _ = fn.make_train_step(NET, "mse", opt, donate=False, mixed_precision="mixed_bfloat16")(
+        ts, (x, y)
+    )
+    policy = jmp.get_policy("params=float32,compute=bfloat16,output=float32")
+
+    def loss(params):
+        out, _ = NET.apply(policy.cast_to_compute(params), ts.state, policy.cast_to_compute(x))
+        return jnp.mean((policy.cast_to_output(out) - y) ** 2)
+
+    grads = jax.jit(jax.grad(loss))(ts.params)
+    for g, before, after in zip(*map(jax.tree.leaves, (grads, ts.params, new.params))):
+        np.testing.assert_allclose(before - after, g, rtol=1e-6, atol=1e-7)
+    # The dynamic loss scale moves as jmp's DynamicLossScale does.
+    ours = fn.MixedPrecision("float16", initial_scale=8.0, dynamic_growth_steps=3)
+    state, theirs = ours.initial_loss_scale(), jmp.DynamicLossScale(jnp.float32(8.0), period=3)
+    for finite in [True, True, True, False, True, False, False, False, False, True, True, True]:
+        state = ours.adjust(state, jnp.bool_(finite))
+        theirs = theirs.adjust(jnp.bool_(finite))
+        assert float(state.scale) == float(theirs.loss_scale)
+        assert int(state.good_steps) == int(theirs.counter)

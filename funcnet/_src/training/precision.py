@@ -90,7 +90,9 @@ class MixedPrecision(NamedTuple):
 
     @property
     def scales_loss(self) -> bool:
-        """Whether the train state carries a dynamic loss scale."""
+        """Whether the train state carries a dynamic loss scale ("default": for float16)."""
+        if self.loss_scale == "default":
+            return _dtype_name(self.compute) == "float16"
         return self.loss_scale == "dynamic"
 
     def cast_to_compute(self, tree: Any) -> Any:
