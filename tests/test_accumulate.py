@@ -40,6 +40,14 @@ def test_fit_with_accumulate_equals_one_large_batch(data, large):
     )  # updates, not micro-batches
 
 
+def test_accumulate_on_a_mesh_equals_one_large_batch(data, large):
+    # The data is placed by the mesh's layout and each micro-batch is split
+    # over its data axis (one device here: the code path, not the collectives).
+    micro = fn.fit(NET, *data, batch_size=16, accumulate=2, mesh=jax.devices()[:1], **OPTIONS)
+    close(micro.params, large.params)
+    close(micro.history, large.history)
+
+
 def test_a_stream_of_batches_accumulates_too(data):
     x, y = data
     batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 48, 16)]
