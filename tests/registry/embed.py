@@ -33,3 +33,13 @@ CASES = [
         id="spec-rank3",
     ),
 ]
+
+# Masking's output is (x, mask); a masked recurrent layer after it gives one float array.
+CASES.append(
+    Case(
+        "Masking",
+        lambda: fn.serial(fn.Masking(0.0), fn.SimpleRNN(2, masked=True)),
+        (None, 3, 2),
+        id="into-masked-recurrent",
+    )
+)
