@@ -40,6 +40,7 @@ def test_fit_with_accumulate_equals_one_large_batch(data, large):
     )  # updates, not micro-batches
 
 
+@pytest.mark.slow  # another path to the same step: kept out of the quick suite
 def test_accumulate_on_a_mesh_equals_one_large_batch(data, large):
     # The data is placed by the mesh's layout and each micro-batch is split
     # over its data axis (one device here: the code path, not the collectives).
@@ -48,6 +49,7 @@ def test_accumulate_on_a_mesh_equals_one_large_batch(data, large):
     close(micro.history, large.history)
 
 
+@pytest.mark.slow  # another path to the same step: kept out of the quick suite
 def test_a_stream_of_batches_accumulates_too(data):
     x, y = data
     batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 48, 16)]

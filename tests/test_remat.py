@@ -24,7 +24,7 @@ def x():
     return jax.random.normal(jax.random.key(1), (8, 16))
 
 
-@pytest.mark.parametrize("policy", [None, "dots_saveable"])
+@pytest.mark.parametrize("policy", [None, pytest.param("dots_saveable", marks=pytest.mark.slow)])
 def test_remat_gives_the_same_loss_and_gradients(x, policy):
     _, params, state = BLOCK.init(jax.random.key(0), (None, 16))
     key = jax.random.key(2)  # dropout: the recomputation draws the same mask
