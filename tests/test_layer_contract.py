@@ -34,17 +34,26 @@ def example_input(case: Case, key, dtype=jnp.float32, batch=BATCH):
     return tuple(case.make_input(k, s, dtype) for k, s in zip(keys, shapes))
 
 
-def build(case: Case, input_shape=None):
-    net = case.make()
-    out_shape, params, state = net.init(jax.random.key(1), input_shape or case.input_shape)
-    return net, out_shape, params, state
+_BUILT: dict[str, tuple] = {}
+
+
+def build(case: Case):
+    """The case's layer, initialised once per case (params are immutable arrays, safe to share)."""
+    if case.label not in _BUILT:
+        net = case.make()
+        out_shape, params, state = net.init(jax.random.key(1), case.input_shape)
+        _BUILT[case.label] = (net, out_shape, params, state)
+    return _BUILT[case.label]
 
 
 def run(net, params, state, x, **kwargs):
     return net.apply(params, state, x, **kwargs)
 
 
-@pytest.fixture(params=CASES, ids=[c.label for c in CASES])
+@pytest.fixture(
+    params=[pytest.param(c, marks=pytest.mark.slow) if c.slow else c for c in CASES],
+    ids=[c.label for c in CASES],
+)
 def case(request):
     return request.param
 
@@ -72,9 +81,11 @@ def test_vmap_over_extra_axis_equals_separate_calls(case):
     net, _, params, state = build(case)
     xs = [example_input(case, jax.random.key(i)) for i in range(2)]
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *xs)
-    mapped = jax.vmap(lambda x: run(net, params, state, x)[0])(stacked)
+    # Both compiled (one program each; eager vmap would compile every operation).
+    call = jax.jit(lambda x: run(net, params, state, x)[0])
+    mapped = jax.jit(jax.vmap(lambda x: run(net, params, state, x)[0]))(stacked)
     for i, x in enumerate(xs):
-        single, _ = run(net, params, state, x)
+        single = call(x)
         jax.tree.map(
             lambda a, b, i=i: np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-5),
             mapped,
@@ -84,7 +95,8 @@ def test_vmap_over_extra_axis_equals_separate_calls(case):
 
 def test_train_false_leaves_state_unchanged(case):
     net, _, params, state = build(case)
-    _, new_state = run(net, params, state, example_input(case, jax.random.key(2)))
+    x = example_input(case, jax.random.key(2))
+    _, new_state = jax.jit(lambda p, s, x: run(net, p, s, x))(params, state, x)
     assert jax.tree.structure(new_state) == jax.tree.structure(state)
     jax.tree.map(np.testing.assert_array_equal, new_state, state)
 
@@ -94,7 +106,9 @@ def test_float_dtype_is_preserved(case, dtype):
     if not case.float_dtypes:
         pytest.skip("the layer's output dtype does not follow its input's")
     net, _, params, state = build(case)
-    y, _ = run(net, params, state, example_input(case, jax.random.key(2), dtype))
+    x = example_input(case, jax.random.key(2), dtype)
+    # A dtype is decided when the program is traced: no need to compile it.
+    y, _ = jax.eval_shape(lambda p, s, x: run(net, p, s, x), params, state, x)
     for leaf in jax.tree.leaves(y):
         assert leaf.dtype == dtype
 
@@ -103,10 +117,12 @@ def test_float64_gradients_match_numerical(case):
     if not case.grad_check:
         pytest.skip("not differentiable everywhere at random points")
     with jax.enable_x64(True):
-        net, _, params, state = build(case)
+        net = case.make()
+        _, params, state = net.init(jax.random.key(1), case.input_shape)
         params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
         x = example_input(case, jax.random.key(2), jnp.float64)
 
+        @jax.jit  # a few compiled programs, not one per operation
         def f(params, x):
             y, _ = run(net, params, state, x)
             return sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(y))

@@ -33,6 +33,8 @@ class Case(NamedTuple):
         float_dtypes: whether the layer should keep float32 and bfloat16 inputs'
             dtype in its output.
         id: a distinguishing suffix when one constructor has several cases.
+        slow: run only with ``-m slow`` (CI runs both). :func:`all_cases` sets it
+            for every case of a constructor after its first.
     """
 
     name: str
@@ -43,6 +45,7 @@ class Case(NamedTuple):
     grad_check: bool = True
     float_dtypes: bool = True
     id: str = ""
+    slow: bool = False
 
     @property
     def label(self) -> str:
@@ -68,7 +71,13 @@ def all_cases() -> list[Case]:
         except ModuleNotFoundError as error:
             if error.name != f"tests.registry.{optional}":
                 raise
-    return [case for module in modules for case in module.CASES]
+    # The first case of each constructor runs in the default suite; its further
+    # configurations run with -m slow (CI runs both), to keep the suite's time.
+    cases, seen = [], set()
+    for case in (case for module in modules for case in module.CASES):
+        cases.append(case._replace(slow=case.slow or case.name in seen))
+        seen.add(case.name)
+    return cases
 
 
 __all__ = ["Case", "all_cases", "jnp", "normal_input"]

@@ -43,6 +43,7 @@ CASES = [
         id="projection",
     ),
     Case("repeat", lambda: fn.repeat(fn.Dense(3, "tanh"), 3), (None, 3)),
+    Case("remat", lambda: fn.remat(fn.serial(fn.Dense(4, "tanh"), fn.Dense(2))), (None, 3)),
     Case(
         "repeat",
         lambda: fn.repeat(fn.parallel(fn.Dense(2, "tanh"), fn.Dense(3)), 2),
