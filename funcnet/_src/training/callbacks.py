@@ -226,7 +226,7 @@ class EarlyStopping(Callback):
         >>> stop = fn.EarlyStopping(monitor="loss", patience=3)
         >>> x = np.arange(100, dtype=np.float32).reshape(5, 20)
         >>> result = fn.fit(fn.Dense(10), x, np.zeros((5, 10)), loss="mse", optimizer=optax.sgd(0.0),
-        ...                 epochs=10, batch_size=1, callbacks=[stop], verbose=0)
+        ...                 epochs=10, batch_size=1, shuffle=False, callbacks=[stop], verbose=0)
         >>> len(result.history["loss"])  # as in Keras's example: only 4 epochs are run
         4
     """
