@@ -37,6 +37,7 @@ def measured(payload: dict) -> list[dict]:
     return [r for r in payload["records"] if r["figure"] is not None]
 
 
+@pytest.mark.slow  # a whole process or a long run: CI's -m slow step
 def test_quick_run_writes_positive_figures_and_ratios_and_prints_the_table(tmp_path):
     done = run_bench(
         "--quick",
@@ -193,6 +194,7 @@ def test_figures_are_shown_with_three_significant_digits(value, text):
     assert format_figure(value) == text
 
 
+@pytest.mark.slow  # a whole process or a long run: CI's -m slow step
 def test_guard_cost_times_every_mode_from_the_same_state():
     from bench.guard_cost import MODES, models, time_modes
 

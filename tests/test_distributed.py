@@ -87,6 +87,7 @@ class Processes:
             log.close()
 
 
+@pytest.mark.slow  # a whole process or a long run: CI's -m slow step
 def test_two_processes_train_like_one(tmp_path):
     workers = Processes("train", tmp_path)
     try:

@@ -36,6 +36,7 @@ def test_anatomy_summary_shows_the_shapes_fitting():
     assert table.endswith("Total params: 26,176")
 
 
+@pytest.mark.slow  # a whole process or a long run: CI's -m slow step
 def test_graphs_each_graph_learns():
     losses = load("graphs").main(epochs=6, n=64)
     assert set(losses) == {"two_branches", "two_heads", "inception"}
@@ -43,6 +44,7 @@ def test_graphs_each_graph_learns():
         assert history[-1] < history[0], name
 
 
+@pytest.mark.slow  # a whole process or a long run: CI's -m slow step
 def test_digits_cnn_learns_in_a_few_epochs():
     assert load("digits_cnn").main(epochs=3, verbose=0) > 0.85
 
@@ -109,6 +111,7 @@ def test_ensemble_members_differ_and_disagree_more_far_from_the_data():
     assert out["accuracy"] > 0.9
 
 
+@pytest.mark.slow  # a whole process or a long run: CI's -m slow step
 def test_char_lm_beats_the_unigram_baseline():
     # Tiny: one narrow block, no LSTM baseline; the full run's numbers are in the README.
     bits = load("char_lm").main(

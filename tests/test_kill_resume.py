@@ -56,6 +56,7 @@ def assert_bitwise_equal(a: fn.TrainState, b: fn.TrainState) -> None:
         np.testing.assert_array_equal(plain(u), plain(v), strict=True)
 
 
+@pytest.mark.slow  # a whole process or a long run: CI's -m slow step
 def test_five_epochs_then_five_more_in_a_fresh_process_equal_ten_in_one_run(tmp_path):
     reference = run(10)
     half = run(5, checkpoint=tmp_path / "run")
@@ -124,6 +125,7 @@ def kill_and_resume(tmp_path: Path, kills: int, epochs: int, seed: int) -> None:
     assert not list(directory.glob("*.tmp"))  # the last run's manager cleaned up
 
 
+@pytest.mark.slow  # a whole process or a long run: CI's -m slow step
 def test_sigkill_at_random_moments_never_loses_the_run(tmp_path):
     kill_and_resume(tmp_path, kills=3, epochs=8, seed=0)
 
