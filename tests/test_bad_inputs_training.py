@@ -132,7 +132,7 @@ def test_a_non_layer_net_names_what_is_expected():
 
 def test_a_single_callback_is_a_list_of_one():
     stopper = fn.EarlyStopping(monitor="loss", patience=1)
-    result = train(optimizer=optax.sgd(0.0), epochs=10, callbacks=stopper)
+    result = train(optimizer=optax.sgd(0.0), epochs=10, shuffle=False, callbacks=stopper)
     assert len(result.history["loss"]) < 10  # no improvement: stopped after patience
     assert result.stop_reason is not None
     seen = []

@@ -215,7 +215,7 @@ def keras_fit(tmp_path_factory):
     x = np.arange(100, dtype=np.float32).reshape(5, 20)
     with jax.numpy_rank_promotion("allow"):  # Keras's Dense adds its bias by broadcasting
         history = model.fit(
-            x, np.zeros((5, 10), np.float32), epochs=10, batch_size=1, verbose=0,
+            x, np.zeros((5, 10), np.float32), epochs=10, batch_size=1, shuffle=False, verbose=0,
             callbacks=[keras.callbacks.EarlyStopping(monitor="loss", patience=3), recorder,
                        keras.callbacks.CSVLogger(str(folder / "log.csv"))],
         )  # fmt: skip
@@ -235,7 +235,7 @@ def test_fit_runs_the_epochs_and_hooks_keras_runs(keras_fit, tmp_path):
     x = np.arange(100, dtype=np.float32).reshape(5, 20)
     result = fn.fit(
         fn.Dense(10), x, np.zeros((5, 10), np.float32), loss="mse", optimizer=optax.sgd(0.0),
-        epochs=10, batch_size=1, verbose=0,
+        epochs=10, batch_size=1, shuffle=False, verbose=0,  # sgd(0.0), unshuffled: equal losses
         callbacks=[fn.EarlyStopping(monitor="loss", patience=3), recorder,
                    fn.CSVLogger(tmp_path / "log.csv")],
     )  # fmt: skip
