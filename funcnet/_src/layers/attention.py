@@ -13,16 +13,17 @@ precision, and why, are in ``docs/layers-attention-recurrent.md``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from funcnet._src.core import (
     InputShape,
     Layer,
     Params,
-    Shape,
     State,
     check_float,
     dtype_of,
@@ -32,46 +33,138 @@ from funcnet._src.core import (
     shape_of,
     type_error,
 )
-from funcnet._src.layers._checks import check_flags, optional_positive_int, positive_int
+from funcnet._src.layers._checks import (
+    check_flags,
+    is_int,
+    optional_positive_int,
+    positive_int,
+)
 
 _FORMS = (
     "x [batch, T, D] for self-attention, (query, key_value), (query, key, value) "
     "or (query, key, value, mask)"
 )
+_MASKED_FORMS = (
+    "with masked=True: (x, mask) for self-attention with a padding mask [batch, T], or "
+    "(query, key_value), (query, key, value) or (query, key, value, attention_mask) where "
+    "each of query, key and value is an array or an (array, padding_mask) pair"
+)
 
 
-def _split(name: str, inputs: Any, is_one: Any) -> tuple[Any, Any, Any, Any]:
-    """``(query, key, value, mask)`` from any accepted input form (shapes or arrays)."""
+class _Inputs(NamedTuple):
+    """The parts of one call: arrays (apply) or shapes (init); absent masks are None."""
+
+    query: Any
+    key: Any
+    value: Any
+    attention_mask: Any  # Keras's attention_mask, with or without the heads axis
+    query_mask: Any  # padding masks [batch, T] (masked=True only)
+    key_mask: Any
+    value_mask: Any
+
+
+def _describe(inputs: Any) -> str:
+    if isinstance(inputs, (tuple, list)):
+        return f"a {type(inputs).__name__} of {len(inputs)}"
+    return repr(inputs)
+
+
+def _split(name: str, inputs: Any, is_one: Any, masked: bool = False) -> _Inputs:
+    """The parts of any accepted input form (shapes or arrays)."""
     if is_one(inputs):
-        return inputs, inputs, inputs, None
-    if isinstance(inputs, (tuple, list)) and len(inputs) in (2, 3, 4):
-        if len(inputs) == 2:
-            return inputs[0], inputs[1], inputs[1], None
-        if len(inputs) == 3:
-            return (*inputs, None)
-        return tuple(inputs)  # type: ignore[return-value]
-    got = (
-        f"a {type(inputs).__name__} of {len(inputs)}"
-        if isinstance(inputs, (tuple, list))
-        else repr(inputs)
+        return _Inputs(inputs, inputs, inputs, None, None, None, None)
+    pair = isinstance(inputs, (tuple, list)) and len(inputs) == 2
+    if masked and pair and is_one(inputs[0]) and is_one(inputs[1]):
+        x, mask = inputs  # (x, mask): what Embedding(mask_zero=True) and Masking give
+        return _Inputs(x, x, x, None, mask, mask, mask)
+    if not isinstance(inputs, (tuple, list)) or len(inputs) not in (2, 3, 4):
+        raise shape_error(
+            name, f"expected {_MASKED_FORMS if masked else _FORMS}; got {_describe(inputs)}."
+        )
+    if len(inputs) == 2:
+        query, key, value, attention_mask = inputs[0], inputs[1], inputs[1], None
+    else:
+        query, key, value = inputs[:3]
+        attention_mask = inputs[3] if len(inputs) == 4 else None
+    if not masked:
+        return _Inputs(query, key, value, attention_mask, None, None, None)
+
+    def unpair(role: str, item: Any) -> tuple[Any, Any]:
+        if is_one(item):
+            return item, None
+        if isinstance(item, (tuple, list)) and len(item) == 2 and all(map(is_one, item)):
+            return item[0], item[1]
+        raise shape_error(
+            name,
+            f"with masked=True the {role} must be an array or an (array, padding mask) pair, "
+            f"got {_describe(item)}.",
+        )
+
+    (query, query_mask), (key, key_mask), (value, value_mask) = (
+        unpair(role, item) for role, item in (("query", query), ("key", key), ("value", value))
     )
-    raise shape_error(name, f"expected {_FORMS}; got {got}.")
+    return _Inputs(query, key, value, attention_mask, query_mask, key_mask, value_mask)
 
 
-def _check_rank3(name: str, role: str, shape: tuple) -> None:
-    if len(shape) != 3:
+def _check_rank(name: str, role: str, shape: tuple, rank: int) -> None:
+    """The query has rank >= 3 ([batch, length, features] or more axes); key and value its rank."""
+    if len(shape) < 3 and (role == "query" or rank == 3):
+        hint = (
+            " A padding mask (x, mask) needs MultiHeadAttention(..., masked=True)."
+            if role == "key" and len(shape) == 2
+            else ""
+        )
         raise shape_error(
             name,
             f"expected the {role} as [batch, length, features] (rank 3), got shape {shape}. "
             "For a single token use x[:, None, :]; for a sequence per example, reshape to "
-            "(batch, length, features).",
+            f"(batch, length, features).{hint}",
+        )
+    if len(shape) != rank:
+        raise shape_error(
+            name,
+            f"expected the {role} of the query's rank {rank}, got shape {shape}. Query, key "
+            "and value share their batch and non-attention axes, so they have one rank.",
         )
 
 
-def _check_mask_shape(name: str, mask: tuple, want: tuple) -> None:
-    """``mask`` must broadcast to ``want`` = (batch, heads, Tq, Tk) dimension by dimension."""
-    labels = ("batch", "heads", "query length", "key length")
-    ok = len(mask) == 4 and all(m is None or w is None or m in (1, w) for m, w in zip(mask, want))
+def _check_axes_argument(name: str, attention_axes: Any) -> tuple[int, ...] | None:
+    """``attention_axes`` as a tuple of ints (None stays None), or the error."""
+    if attention_axes is None:
+        return None
+    axes = (attention_axes,) if is_int(attention_axes) else attention_axes
+    if not isinstance(axes, (tuple, list)) or not axes or not all(is_int(a) for a in axes):
+        raise TypeError(
+            f"{name}: attention_axes must be None, an int or a tuple of ints (the axes of "
+            f"the query to attend over), got {attention_axes!r}."
+        )
+    return tuple(int(a) for a in axes)
+
+
+def _resolve_axes(name: str, axes: tuple[int, ...] | None, rank: int) -> tuple[int, ...]:
+    """The attended axes of a rank-``rank`` query, Keras's way (None: every axis but the
+    batch and the features; a negative axis counts from the end)."""
+    if axes is None:
+        return tuple(range(1, rank - 1))
+    resolved = tuple(a + rank if a < 0 else a for a in axes)
+    if len(set(resolved)) != len(resolved) or not all(1 <= a <= rank - 2 for a in resolved):
+        raise shape_error(
+            name,
+            f"attention_axes={axes!r} must name distinct axes among 1..{rank - 2} of the "
+            f"rank-{rank} query (neither the batch axis 0 nor the feature axis {rank - 1}). "
+            "For [batch, height, width, features] use (1, 2) to attend over both, or (2,) "
+            "for each row alone.",
+        )
+    return resolved
+
+
+def _check_mask_shape(name: str, mask: tuple, want: tuple, labels: tuple, heads_axis: int) -> None:
+    """``mask`` must broadcast to ``want`` (the scores' shape) dimension by dimension; the
+    heads axis (at ``heads_axis``) may be left out, as Keras's attention_mask leaves it."""
+    full = (*mask[:heads_axis], 1, *mask[heads_axis:]) if len(mask) == len(want) - 1 else mask
+    ok = len(full) == len(want) and all(
+        m is None or w is None or m in (1, w) for m, w in zip(full, want)
+    )
     if not ok:
         expected = ", ".join(
             f"{lab} {w if w is not None else '?'} or 1" for lab, w in zip(labels, want)
@@ -79,19 +172,37 @@ def _check_mask_shape(name: str, mask: tuple, want: tuple) -> None:
         raise shape_error(
             name,
             f"expected a mask of shape [{expected}], got {mask}. A padding mask over keys "
-            "of shape [batch, Tk] becomes mask[:, None, None, :].",
+            "of shape [batch, Tk] becomes mask[:, None, None, :]. The heads axis may be left "
+            "out (Keras's attention_mask [batch, query length, key length]).",
         )
 
 
-def _check_decode_shape(name: str, specs: tuple) -> None:
+def _check_padding_mask(name: str, role: str, mask: tuple, dtype: Any, shape: tuple) -> None:
+    """A padding mask of ``role``: boolean ``[batch, T]`` matching its array ``shape``."""
+    if dtype != jnp.bool_:
+        raise type_error(
+            name,
+            f"expected a boolean padding mask for the {role} (True = a real token), got dtype "
+            f"{dtype}. Convert a 0/1 mask with mask.astype(bool).",
+        )
+    ok = len(mask) == 2 and all(m is None or d is None or m == d for m, d in zip(mask, shape[:2]))
+    if not ok:
+        raise shape_error(
+            name,
+            f"expected the {role}'s padding mask of shape [batch, T] = {tuple(shape[:2])}, "
+            f"got {tuple(mask)}. Pass (x, mask) with one entry per sequence position.",
+        )
+
+
+def _check_decode_shape(name: str, specs: _Inputs) -> None:
     """decode=True: one self-attention input whose batch and length (the cache's) are known."""
-    if specs[1] is not specs[0] or specs[3] is not None:
+    if specs.key is not specs.query or specs.attention_mask is not None:
         raise shape_error(
             name,
             "decode=True is causal self-attention over a cache: init takes one shape "
             "(batch, max_length, features), not a tuple of query, key, value or mask shapes.",
         )
-    shape = shape_of(specs[0])
+    shape = shape_of(specs.query)
     if shape[0] is None or shape[1] is None:
         raise shape_error(
             name,
@@ -101,19 +212,32 @@ def _check_decode_shape(name: str, specs: tuple) -> None:
         )
 
 
-def _check_lengths_and_batch(name: str, q: tuple, k: tuple, v: tuple) -> None:
-    if k[1] is not None and v[1] is not None and k[1] != v[1]:
+def _check_lengths_and_batch(name: str, q: tuple, k: tuple, v: tuple, axes: tuple) -> None:
+    """Keys and values pair up; query and key share the batch and non-attention axes."""
+    if len(q) == 3:
+        if k[1] is not None and v[1] is not None and k[1] != v[1]:
+            raise shape_error(
+                name,
+                f"the key and value lengths differ: key length {k[1]} (shape {k}), value length "
+                f"{v[1]} (shape {v}). Each key needs its value: pass sequences of equal length.",
+            )
+        batches = {d for d in (q[0], k[0], v[0]) if d is not None}
+        if len(batches) > 1:
+            raise shape_error(
+                name,
+                f"query, key and value batch sizes differ: {q[0]}, {k[0]}, {v[0]}. "
+                "Attention pairs each query example with the keys of the same example.",
+            )
+        return
+    same = all(a is None or b is None or a == b for a, b in zip(k[:-1], v[:-1]))
+    shared = [i for i in range(len(q) - 1) if i not in axes]  # the batch and other axes
+    same = same and all(q[i] is None or k[i] is None or q[i] == k[i] for i in shared)
+    if not same:
         raise shape_error(
             name,
-            f"the key and value lengths differ: key length {k[1]} (shape {k}), value length "
-            f"{v[1]} (shape {v}). Each key needs its value: pass sequences of equal length.",
-        )
-    batches = {d for d in (q[0], k[0], v[0]) if d is not None}
-    if len(batches) > 1:
-        raise shape_error(
-            name,
-            f"query, key and value batch sizes differ: {q[0]}, {k[0]}, {v[0]}. "
-            "Attention pairs each query example with the keys of the same example.",
+            f"query {q}, key {k} and value {v} must agree on every axis but the attended "
+            f"axes {axes} (which may differ between query and key) and the features (and key "
+            "and value on the attended axes too).",
         )
 
 
@@ -151,6 +275,8 @@ def MultiHeadAttention(
     rotary: bool = False,
     rotary_base: float = 10000.0,
     decode: bool = False,
+    attention_axes: int | Sequence[int] | None = None,
+    masked: bool = False,
     dtype: Any = None,
     param_dtype: Any = jnp.float32,
     name: str = "MultiHeadAttention",
@@ -182,6 +308,25 @@ def MultiHeadAttention(
             with the new keys and values written at ``index``. Writing past
             ``max_length`` gives NaN. Params are the same as with
             ``decode=False``, so a trained layer decodes with its own params.
+        attention_axes: the axes of the query attended over, as Keras's
+            ``attention_axes``: None means every axis but the batch and the
+            features, which for ``[batch, T, features]`` is the sequence
+            axis 1. Inputs of higher rank are ``[batch, *axes, features]``:
+            ``(1, 2)`` on ``[batch, H, W, features]`` attends over all
+            ``H * W`` positions at once, ``(2,)`` within each row. Query and
+            key share the axes not attended over. ``causal``, ``rotary``,
+            ``decode`` and ``masked`` work over the sequence axis of
+            ``[batch, T, features]`` only.
+        masked: if True, the layer reads padding masks, as Keras's
+            ``query_mask``/``value_mask``: it takes ``(x, mask)`` (what
+            ``Embedding(mask_zero=True)`` and ``Masking`` give) for
+            self-attention, or a tuple of query, key and value whose items
+            are arrays or ``(array, mask)`` pairs; a mask is boolean
+            ``[batch, T]``, True for real positions. Padded keys receive no
+            attention; a padded query attends to all keys uniformly, as in
+            Keras. The output is ``(y, query_mask)`` when the query has a
+            mask, so the next masked layer (``GlobalAvgPool(masked=True)``,
+            another attention) sees it too.
         dtype: the computation dtype; None computes in the query's dtype.
         param_dtype: the dtype in which the weights are stored.
         name: the name used in error paths and summaries.
@@ -191,7 +336,11 @@ def MultiHeadAttention(
         ``(query, key_value)``, ``(query, key, value)`` or ``(query, key, value,
         mask)`` with query ``[batch, Tq, Dq]``, key ``[batch, Tk, Dk]``, value
         ``[batch, Tk, Dv]`` and a boolean mask broadcastable to ``[batch,
-        num_heads, Tq, Tk]``; its output is ``[batch, Tq, out_features]``.
+        num_heads, Tq, Tk]`` (or to ``[batch, Tq, Tk]``, Keras's
+        ``attention_mask``; True = may attend); its output is ``[batch, Tq,
+        out_features]``. With ``attention_axes``, the mask has the scores'
+        shape ``[batch, *other axes, num_heads, *query axes, *key axes]``,
+        the heads axis again optional.
 
     Example:
         >>> import jax, jax.numpy as jnp, funcnet as fn
@@ -204,12 +353,25 @@ def MultiHeadAttention(
         >>> y, _ = mha.apply(params, state, jnp.ones((1, 5, 3)))
         >>> y.shape
         (1, 5, 3)
+
+        Attention over both axes of an image, and over padded token sequences:
+
+        >>> image = fn.MultiHeadAttention(2, 4, attention_axes=(1, 2))
+        >>> image.init(jax.random.key(0), (None, 6, 6, 3))[0]
+        (None, 6, 6, 3)
+        >>> net = fn.serial(fn.Embedding(10, 8, mask_zero=True),
+        ...                 fn.MultiHeadAttention(2, 4, masked=True))
+        >>> _, params, state = net.init(jax.random.key(0), jax.ShapeDtypeStruct((2, 4), jnp.int32))
+        >>> (y, mask), _ = net.apply(params, state, jnp.array([[3, 1, 0, 0], [5, 2, 7, 0]]))
+        >>> y.shape, mask.tolist()
+        ((2, 4, 8), [[True, True, False, False], [True, True, True, False]])
     """
     num_heads = positive_int(name, "num_heads", num_heads)
     key_size = positive_int(name, "key_size", key_size)
     value_size = optional_positive_int(name, "value_size", value_size)
     out_features = optional_positive_int(name, "out_features", out_features)
-    check_flags(name, causal=causal, use_bias=use_bias, rotary=rotary, decode=decode)
+    check_flags(name, causal=causal, use_bias=use_bias, rotary=rotary, decode=decode, masked=masked)
+    axes_argument = _check_axes_argument(name, attention_axes)
     if rotary and key_size % 2:
         raise ValueError(
             f"{name}: rotary=True rotates pairs of query/key features, so key_size must be "
@@ -226,28 +388,79 @@ def MultiHeadAttention(
             f"{name}: decode=True caches keys for autoregressive decoding, which is causal; "
             "pass causal=True as well (a non-causal layer would need keys not generated yet)."
         )
+    if decode and masked:
+        raise ValueError(
+            f"{name}: decode=True takes the new tokens alone, so it reads no padding mask; "
+            "drop masked=True (a cache decodes one batch of equal-length prompts)."
+        )
     v_size = value_size or key_size
+    sequence_only = [
+        option for option, on in (("causal", causal), ("rotary", rotary), ("masked", masked)) if on
+    ]
 
-    def init(key: jax.Array, input_shape: InputShape) -> tuple[Shape, Params, State]:
-        specs = _split(name, input_shape, is_shape)
-        for role, spec in zip(("query", "key", "value", "mask"), specs):
+    def geometry(rank: int) -> tuple[int, ...]:
+        """The attended axes for a query of ``rank``, checked against the sequence-only options."""
+        axes = _resolve_axes(name, axes_argument, rank)
+        if sequence_only and (rank != 3 or axes != (1,)):
+            options = ", ".join(f"{o}=True" for o in sequence_only)
+            raise shape_error(
+                name,
+                f"{options} works over the sequence axis of [batch, length, features] inputs, "
+                f"got attention over axes {axes} of a rank-{rank} query. Use rank-3 inputs "
+                f"with attention_axes=None (or (1,)), or drop {options}.",
+            )
+        return axes
+
+    def scores_shape(q: tuple, k: tuple, axes: tuple) -> tuple[tuple, tuple, int]:
+        """The attention scores' shape and axis labels, Keras's layout, and the heads axis."""
+        if len(q) == 3:
+            labels: tuple[str, ...] = ("batch", "heads", "query length", "key length")
+            return (q[0], num_heads, q[1], k[1]), labels, 1
+        other = [i for i in range(1, len(q) - 1) if i not in axes]
+        want = (
+            q[0],
+            *(q[i] for i in other),
+            num_heads,
+            *(q[a] for a in axes),
+            *(k[a] for a in axes),
+        )
+        labels = (
+            "batch",
+            *(f"axis {i}" for i in other),
+            "heads",
+            *(f"query axis {a}" for a in axes),
+            *(f"key axis {a}" for a in axes),
+        )
+        return want, labels, 1 + len(other)
+
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Any, Params, State]:
+        specs = _split(name, input_shape, is_shape, masked)
+        for role, spec in zip(("query", "key", "value", "mask"), specs[:4]):
             if spec is not None and not is_shape(spec):
                 raise shape_error(
                     name, f"the {role} must be one shape such as (None, 4, 3), got {spec!r}."
                 )
         q, k, v = (shape_of(s) for s in specs[:3])
         for role, shape in (("query", q), ("key", k), ("value", v)):
-            _check_rank3(name, role, shape)
+            _check_rank(name, role, shape, len(q))
             if shape[-1] is None:
                 raise shape_error(
                     name, f"the {role}'s feature dimension must be known at init, got {shape}."
                 )
-        _check_lengths_and_batch(name, q, k, v)
-        if specs[3] is not None:
-            mask_dtype = dtype_of(specs[3], jnp.bool_)
+        axes = geometry(len(q))
+        _check_lengths_and_batch(name, q, k, v, axes)
+        if specs.attention_mask is not None:
+            mask_dtype = dtype_of(specs.attention_mask, jnp.bool_)
             if mask_dtype != jnp.bool_:
                 raise type_error(name, f"expected a boolean mask, got dtype {mask_dtype}.")
-            _check_mask_shape(name, shape_of(specs[3]), (q[0], num_heads, q[1], k[1]))
+            _check_mask_shape(name, shape_of(specs.attention_mask), *scores_shape(q, k, axes))
+        for role, spec, shape in (
+            ("query", specs.query_mask, q),
+            ("key", specs.key_mask, k),
+            ("value", specs.value_mask, v),
+        ):
+            if spec is not None:
+                _check_padding_mask(name, role, shape_of(spec), dtype_of(spec, jnp.bool_), shape)
         if decode:
             _check_decode_shape(name, specs)
         out = out_features or q[-1]
@@ -264,16 +477,20 @@ def MultiHeadAttention(
             params["output"]["b"] = jnp.zeros((out,), param_dtype)
         state: State = {}
         if decode:
-            cache_dtype = dtype or dtype_of(specs[0], jnp.float32)
+            cache_dtype = dtype or dtype_of(specs.query, jnp.float32)
             batch, length = q[0], q[1]
             state = {
                 "key": jnp.zeros((batch, length, num_heads, key_size), cache_dtype),
                 "value": jnp.zeros((batch, length, num_heads, v_size), cache_dtype),
                 "index": jnp.zeros((), jnp.int32),
             }
-        return (q[0], q[1], out), params, state
+        out_shape = (*q[:-1], out)
+        if specs.query_mask is not None:
+            return (out_shape, shape_of(specs.query_mask)), params, state
+        return out_shape, params, state
 
     def project(p: Params, x: jax.Array, role: str, compute_dtype: Any) -> jax.Array:
+        """``x`` ``[batch, ..., features]`` to ``[batch, ..., heads, size]``."""
         w = p["w"]
         if x.shape[-1] != w.shape[0]:
             raise shape_error(
@@ -282,9 +499,10 @@ def MultiHeadAttention(
                 f"shape {x.shape}. Check the previous layer's output, or re-run init with this "
                 "input shape.",
             )
-        y = jnp.einsum("btd,dhk->bthk", x.astype(compute_dtype), w.astype(compute_dtype))
+        equation = "btd,dhk->bthk" if x.ndim == 3 else "...d,dhk->...hk"
+        y = jnp.einsum(equation, x.astype(compute_dtype), w.astype(compute_dtype))
         if use_bias:
-            y = y + expand_to(p["b"].astype(compute_dtype), 4)
+            y = y + expand_to(p["b"].astype(compute_dtype), y.ndim)
         return y
 
     def attend(
@@ -297,6 +515,7 @@ def MultiHeadAttention(
         logits = jnp.einsum("bqhk,bshk->bhqs", q, k, preferred_element_type=logit_dtype)
         if allowed is not None:
             allowed = jnp.broadcast_to(allowed, logits.shape)
+            # A row with no allowed key is all equal: uniform weights, Keras's behaviour.
             logits = jnp.where(allowed, logits, jnp.finfo(logit_dtype).min)
         weights = jax.nn.softmax(logits, axis=-1).astype(compute_dtype)
         heads = jnp.einsum("bhqs,bshv->bqhv", weights, v)
@@ -306,6 +525,53 @@ def MultiHeadAttention(
             y = y + expand_to(params["output"]["b"].astype(compute_dtype), 3)
         return y
 
+    def attend_over_axes(
+        params: Params,
+        q: jax.Array,
+        k: jax.Array,
+        v: jax.Array,
+        mask: Any,
+        axes: tuple[int, ...],
+        compute_dtype: Any,
+    ) -> jax.Array:
+        """Attention over ``axes`` of projected ``[batch, ..., heads, size]`` arrays.
+
+        The batch and the axes not attended over are folded into one batch
+        axis and the attended axes into one sequence axis, so the softmax runs
+        over all attended key positions at once (Keras's softmax over several
+        axes), then the output is unfolded to the query's layout.
+        """
+        rank = q.ndim - 1  # the inputs' rank: projection replaced features by (heads, size)
+        other = tuple(i for i in range(1, rank - 1) if i not in axes)
+        order = (0, *other, *axes)
+        lead = (q.shape[0], *(q.shape[i] for i in other))
+        q_attended = tuple(q.shape[a] for a in axes)
+        k_attended = tuple(k.shape[a] for a in axes)
+
+        def fold(t: jax.Array, attended: tuple) -> jax.Array:
+            t = jnp.transpose(t, (*order, rank - 1, rank))
+            return t.reshape((math.prod(lead), math.prod(attended), *t.shape[-2:]))
+
+        allowed = None
+        if mask is not None:
+            heads_axis = 1 + len(other)
+            if mask.ndim == q.ndim - 1:  # Keras's attention_mask: no heads axis
+                mask = jnp.expand_dims(mask, heads_axis)
+            full = (*lead, num_heads, *q_attended, *k_attended)
+            allowed = jnp.broadcast_to(mask, full).reshape(
+                (math.prod(lead), num_heads, math.prod(q_attended), math.prod(k_attended))
+            )
+        y = attend(
+            params,
+            fold(q, q_attended),
+            fold(k, k_attended),
+            fold(v, k_attended),
+            allowed,
+            compute_dtype,
+        )
+        y = y.reshape((*lead, *q_attended, y.shape[-1]))
+        return jnp.transpose(y, tuple(int(i) for i in np.argsort((*order, rank - 1))))
+
     def apply_decode(params: Params, state: State, x: Any) -> tuple[jax.Array, State]:
         if isinstance(x, (tuple, list)):
             raise shape_error(
@@ -314,7 +580,7 @@ def MultiHeadAttention(
                 f"got a {type(x).__name__} of {len(x)}. Pass the new tokens' features alone.",
             )
         x = check_float(name, x)
-        _check_rank3(name, "query", x.shape)
+        _check_rank(name, "query", x.shape, 3)
         cache_k, cache_v, index = state["key"], state["value"], state["index"]
         batch, length = cache_k.shape[0], cache_k.shape[1]
         if x.shape[0] != batch or x.shape[1] > length:
@@ -356,6 +622,11 @@ def MultiHeadAttention(
         new_state = {"key": cache_k, "value": cache_v, "index": index + x.shape[1]}
         return y, new_state
 
+    def padding(role: str, mask: Any, shape: tuple) -> jax.Array:
+        mask = jnp.asarray(mask)
+        _check_padding_mask(name, role, mask.shape, mask.dtype, shape)
+        return mask
+
     def apply(
         params: Params,
         state: State,
@@ -363,25 +634,22 @@ def MultiHeadAttention(
         *,
         key: jax.Array | None = None,
         train: bool = False,
-    ) -> tuple[jax.Array, State]:
+    ) -> tuple[Any, State]:
         del key, train
         if decode:
             return apply_decode(params, state, x)
-        query, key_in, value, mask = _split(name, x, lambda a: not isinstance(a, (tuple, list)))
-        query, key_in, value = (check_float(name, a) for a in (query, key_in, value))
+        parts = _split(name, x, lambda a: not isinstance(a, (tuple, list)), masked)
+        query, key_in, value = (check_float(name, a) for a in parts[:3])
         for role, a in (("query", query), ("key", key_in), ("value", value)):
-            _check_rank3(name, role, a.shape)
-        _check_lengths_and_batch(name, query.shape, key_in.shape, value.shape)
+            _check_rank(name, role, a.shape, query.ndim)
+        axes = geometry(query.ndim)
+        _check_lengths_and_batch(name, query.shape, key_in.shape, value.shape, axes)
         compute_dtype = dtype or query.dtype
-        batch, tq, tk = query.shape[0], query.shape[1], key_in.shape[1]
         q = project(params["query"], query, "query", compute_dtype)
         k = project(params["key"], key_in, "key", compute_dtype)
         v = project(params["value"], value, "value", compute_dtype)
-        if rotary:
-            q = apply_rotary(q, jnp.arange(tq, dtype=jnp.int32), rotary_base)
-            k = apply_rotary(k, jnp.arange(tk, dtype=jnp.int32), rotary_base)
 
-        allowed = None
+        mask = parts.attention_mask
         if mask is not None:
             mask = jnp.asarray(mask)
             if mask.dtype != jnp.bool_:
@@ -390,12 +658,44 @@ def MultiHeadAttention(
                     f"expected a boolean mask (True = may attend), got dtype {mask.dtype}. "
                     "Convert a 0/1 mask with mask.astype(bool).",
                 )
-            _check_mask_shape(name, mask.shape, (batch, q.shape[2], tq, tk))
-            allowed = jnp.broadcast_to(mask, (batch, q.shape[2], tq, tk))
+            _check_mask_shape(name, mask.shape, *scores_shape(query.shape, key_in.shape, axes))
+        if query.ndim != 3 or axes != (1,):
+            y = attend_over_axes(params, q, k, v, mask, axes, compute_dtype)
+            return y, state
+
+        batch, tq, tk = query.shape[0], query.shape[1], key_in.shape[1]
+        if rotary:
+            q = apply_rotary(q, jnp.arange(tq, dtype=jnp.int32), rotary_base)
+            k = apply_rotary(k, jnp.arange(tk, dtype=jnp.int32), rotary_base)
+        scores = (batch, num_heads, tq, tk)
+        allowed = None
+        if mask is not None:
+            if mask.ndim == 3:  # Keras's attention_mask [batch, Tq, Tk]: the same for every head
+                mask = mask[:, None]
+            allowed = jnp.broadcast_to(mask, scores)
+        # Keras's query_mask & value_mask & key_mask: padded keys get no attention.
+        query_mask = None
+        if masked:
+            query_mask = (
+                None
+                if parts.query_mask is None
+                else padding("query", parts.query_mask, query.shape)
+            )
+            pads = [query_mask[:, None, :, None]] if query_mask is not None else []
+            for role, m, shape in (
+                ("key", parts.key_mask, key_in.shape),
+                ("value", parts.value_mask, value.shape),
+            ):
+                if m is not None:
+                    pads.append(padding(role, m, shape)[:, None, None, :])
+            for pad in pads:
+                pad = jnp.broadcast_to(pad, scores)
+                allowed = pad if allowed is None else allowed & pad
         if causal:
             tri = jnp.tril(jnp.ones((tq, tk), jnp.bool_)).reshape(1, 1, tq, tk)
-            tri = jnp.broadcast_to(tri, (batch, q.shape[2], tq, tk))
+            tri = jnp.broadcast_to(tri, scores)
             allowed = tri if allowed is None else allowed & tri
-        return attend(params, q, k, v, allowed, compute_dtype), state
+        y = attend(params, q, k, v, allowed, compute_dtype)
+        return (y if query_mask is None else (y, query_mask)), state
 
     return Layer(init, apply, name)
