@@ -20,11 +20,22 @@ import optax
 from funcnet._src.core import Layer
 from funcnet._src.losses import Loss, get_loss
 from funcnet._src.metrics import Metric
-from funcnet._src.training.arguments import check_net, get_metrics, get_optimizer
+from funcnet._src.training.arguments import (
+    check_net,
+    check_positive_int,
+    get_metrics,
+    get_optimizer,
+)
 from funcnet._src.training.callbacks import injected_hyperparam, with_hyperparam
 from funcnet._src.training.data import as_arrays, check_batch_size, check_pair, example_spec
-from funcnet._src.training.engine import Training, epoch_function, nonfinite_step
+from funcnet._src.training.engine import (
+    Training,
+    accumulated_batch_size,
+    epoch_function,
+    nonfinite_step,
+)
 from funcnet._src.training.model_cache import ModelCache
+from funcnet._src.training.precision import MixedPrecision, as_policy
 from funcnet._src.training.programs import shared_jit
 from funcnet._src.training.progress import Progress
 from funcnet._src.training.step import NonFinite, TrainState, as_key, init_train_state
@@ -66,11 +77,11 @@ _PROGRAMS: ModelCache[Callable] = ModelCache()
 
 def _epoch_program(training: Training, n: int, batch_size: int, shuffle: bool) -> Callable:
     """The epoch of ``epoch_function``, vmapped over models (and their ``halted`` flags), jitted."""
+    rest = n % batch_size
+    rest -= rest % training.accumulate  # equal micro-batches, as fit trims its last batch
 
     def build(net: Layer) -> Callable:
-        one_model = epoch_function(
-            training._replace(net=net), n, batch_size, n % batch_size, shuffle
-        )
+        one_model = epoch_function(training._replace(net=net), n, batch_size, rest, shuffle)
         many = jax.vmap(one_model, in_axes=(0, None, None, 0))
         return shared_jit(many, donate_argnums=(0,))
 
@@ -83,11 +94,17 @@ def _init_many(
     x: Any,
     keys: jax.Array,
     hyperparams: Mapping[str, Sequence[float]],
+    policy: MixedPrecision | None,
 ) -> TrainState:
     spec = example_spec(x)
+
+    def init_one(key: jax.Array) -> TrainState:
+        return init_train_state(net, optimizer, spec, key=key, mixed_precision=policy)
+
     # One compiled program for every model's initialisation: vmap alone would
     # run (and on a cold cache compile) each initializer operation separately.
-    init_all = shared_jit(jax.vmap(lambda key: init_train_state(net, optimizer, spec, key=key)))
+    # Each model gets its own loss scale (a leading model axis), as it gets its params.
+    init_all = shared_jit(jax.vmap(init_one))
     ts = init_all(keys)
     if hyperparams:
         missing = [n for n in hyperparams if injected_hyperparam(ts.opt_state, n) is None]
@@ -126,6 +143,15 @@ def _model_keys(seeds: Any) -> jax.Array:
     )  # fmt: skip
 
 
+def _batch_size(requested: int | None, n: int, training: Training) -> int:
+    """``fit``'s rule: ``min(32, n)`` by default, a multiple of ``accumulate`` when accumulating."""
+    resolved = check_batch_size(requested, n, "fit_many")
+    try:
+        return accumulated_batch_size(requested, resolved, training.accumulate, training)
+    except ValueError as error:  # fit's message, for fit_many's argument
+        raise ValueError(f"fit_many{str(error).removeprefix('fit')}") from None
+
+
 def _means(sums: np.ndarray, examples: np.ndarray) -> np.ndarray:
     """Per model, a log's mean over the examples it trained on (NaN for none)."""
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -153,6 +179,8 @@ def fit_many(
     metrics: str | Metric | Sequence[str | Metric] = (),
     on_nonfinite: str = "stop",
     verbose: int = 0,
+    mixed_precision: str | MixedPrecision | None = None,
+    accumulate: int = 1,
 ) -> FitManyResult:
     """Trains one model per seed (and hyperparameter value) at once, vmapped.
 
@@ -177,6 +205,15 @@ def fit_many(
             "ignore" (no guard). ``result.nonfinite`` says which models had a
             non-finite step, and where.
         verbose: 2 prints the models' mean logs per epoch.
+        mixed_precision: as in :func:`funcnet.fit`: None (float32),
+            "mixed_bfloat16", "mixed_float16" or a :class:`~funcnet.MixedPrecision`.
+            With float16's dynamic loss scaling each model has its own scale
+            (``result.train_state.loss_scale``, leading model axis): an
+            overflow in one model skips that model's update and halves its
+            scale only.
+        accumulate: as in :func:`funcnet.fit`: micro-batches per update;
+            ``batch_size`` (the examples per update) must be a multiple of it
+            and the last smaller batch of an epoch is trimmed to a multiple of it.
 
     Returns:
         A :class:`FitManyResult` with stacked params (leading model axis),
@@ -193,6 +230,8 @@ def fit_many(
     """
     check_net(net, "fit_many")
     optimizer = get_optimizer(optimizer, "fit_many")
+    policy = as_policy(mixed_precision, "fit_many")
+    check_positive_int("fit_many", "accumulate", accumulate, allow_none=False)
     keys = _model_keys(seeds)
     models = int(keys.shape[0])
     hyperparams = dict(hyperparams or {})
@@ -212,9 +251,11 @@ def fit_many(
     metric_fns = get_metrics(metrics, "fit_many")
     x, y = as_arrays(x, "fit_many", "x"), as_arrays(y, "fit_many", "y")
     n = check_pair("fit_many", x, y)
-    batch_size = check_batch_size(batch_size, n, "fit_many")
-    ts = _init_many(net, optimizer, x, keys, hyperparams)
-    training = Training(net, loss_fn, optimizer, metric_fns, on_nonfinite)
+    training = Training(
+        net, loss_fn, optimizer, metric_fns, on_nonfinite, None, policy, int(accumulate)
+    )
+    batch_size = _batch_size(batch_size, n, training)
+    ts = _init_many(net, optimizer, x, keys, hyperparams, policy)
     program = _epoch_program(training, n, batch_size, shuffle)
     names = training.log_names
     columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
