@@ -47,6 +47,7 @@ def test_accumulate_equals_fit_with_accumulate_for_each_model():
     assert np.asarray(many.train_state.step).tolist() == [9, 9]
 
 
+@pytest.mark.slow  # the float16 case below runs the same cast path, plus the loss scale
 def test_bfloat16_equals_fit_with_the_same_policy_for_each_model():
     many = fn.fit_many(NET, X, Y, seeds=SEEDS, mixed_precision="mixed_bfloat16", **ARGS)
     alone = fit_each(mixed_precision="mixed_bfloat16")

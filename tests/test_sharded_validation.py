@@ -1,0 +1,103 @@
+"""fit's validation data on a mesh is split over the devices, as the training data is.
+
+The cases need 4 devices, so this file runs itself in a subprocess with
+``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (set before JAX
+starts), as ``tests/test_sharded_data.py`` does; the subprocess prints what
+it measured as JSON and the tests below check it.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# 22 validation rows: 4 shards of 6 (the last padded with 2 zero rows); with
+# batches of 8, two batches split over the devices and a last one of 6 gathered.
+N_VAL, BATCH = 22, 8
+PER_EXAMPLE = (3 + 1) * 4  # x and y, float32
+
+
+def held_per_device(rows):
+    """Bytes of the live arrays with ``rows`` leading rows, per device id."""
+    import gc
+
+    import jax
+
+    gc.collect()
+    held = {}
+    for array in jax.live_arrays():
+        if array.ndim and array.shape[0] in rows:
+            for shard in array.addressable_shards:
+                held[shard.device.id] = held.get(shard.device.id, 0) + shard.data.nbytes
+    return held
+
+
+def cases():
+    """Runs on 4 devices; returns the measurements as a dict."""
+    import jax
+    import optax
+
+    import funcnet as fn
+
+    assert jax.device_count() == 4, jax.devices()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 3)).astype(np.float32)
+    y = (np.tanh(x @ np.array([[1.0], [-2.0], [0.5]], np.float32)) + 0.3).astype(np.float32)
+    x_val = rng.normal(size=(N_VAL, 3)).astype(np.float32)
+    y_val = np.tanh(x_val[:, :1]).astype(np.float32)
+    net = fn.serial(fn.Dense(8, "tanh"), fn.Dense(1))
+    out = {}
+
+    def run(devices):
+        name = f"bytes_{len(devices)}"
+        measure = lambda epoch, logs: out.setdefault(name, held_per_device((N_VAL, 24)))  # noqa: E731
+        return fn.fit(
+            net, x, y, loss="mse", optimizer=optax.adam(0.02), epochs=2, batch_size=BATCH,
+            metrics="mae", key=1, verbose=0, mesh=devices, validation_data=(x_val, y_val),
+            callbacks=[measure],
+        )  # fmt: skip
+
+    one, four = run(jax.devices()[:1]), run(jax.devices())
+    out["history_1"], out["history_4"] = one.history, four.history
+    # The one-device evaluation of the final params, by evaluate (no mesh).
+    out["evaluate_4"] = fn.evaluate(
+        net, four.params, four.state, x_val, y_val, loss="mse", metrics="mae", batch_size=BATCH
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def measured():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    ).strip()
+    env.update(JAX_PLATFORMS="cpu", FUNCNET_COMPILATION_CACHE="0", PYTHONPATH=str(ROOT))
+    command = [sys.executable, str(pathlib.Path(__file__).resolve())]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_each_device_holds_a_quarter_of_the_validation_data(measured):
+    assert measured["bytes_1"] == {"0": N_VAL * PER_EXAMPLE}
+    # Before: device 0 held all 22 rows and every evaluation copied them to the others.
+    assert measured["bytes_4"] == {str(i): 6 * PER_EXAMPLE for i in range(4)}
+
+
+def test_validation_on_four_devices_equals_one_device_and_evaluate(measured):
+    one, four = measured["history_1"], measured["history_4"]
+    for name in ("val_loss", "val_mae", "loss"):
+        np.testing.assert_allclose(four[name], one[name], rtol=1e-5)
+    last = measured["evaluate_4"]
+    np.testing.assert_allclose(four["val_loss"][-1], last["loss"], rtol=1e-5)
+    np.testing.assert_allclose(four["val_mae"][-1], last["mae"], rtol=1e-5)
+
+
+if __name__ == "__main__":
+    print(json.dumps(cases()))
