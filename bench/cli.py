@@ -1,7 +1,8 @@
-"""The command line: ``python -m bench [--quick] [--only ...] [--frameworks ...] [--repeats N] [--out DIR]``.
+"""The command line: ``python -m bench [--quick] [--only ...] [--frameworks ...] [--device D] ...``.
 
 Runs the chosen workloads on the chosen frameworks (hand-written JAX is
-always included: it is the reference of every ratio), writes
+always included: it is the reference of every ratio), on the chosen device
+(``--device cpu|gpu|tpu``, default JAX's default backend), writes
 ``<out>/latest.json`` and ``<out>/latest.md`` and prints the Markdown table.
 Progress goes to stderr, the table to stdout.
 """
@@ -19,6 +20,39 @@ from collections.abc import Sequence
 from typing import Any
 
 DEFAULT_OUT = pathlib.Path(__file__).resolve().parent / "results"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DEVICES = ("cpu", "gpu", "tpu")
+
+
+def select_device(requested: str | None) -> Any:
+    """The JAX device to run on, made JAX's default; SystemExit with the reason if absent."""
+    import jax
+
+    name = requested or jax.default_backend()
+    try:
+        device = jax.devices(name)[0]
+    except RuntimeError as error:
+        present = sorted({d.platform for d in jax.devices()})
+        raise SystemExit(
+            f"bench: --device {name}: JAX finds no {name} device on this machine "
+            f"(it has: {', '.join(present)}; JAX says: {error}). Install the JAX build for "
+            f"the accelerator (e.g. pip install -U 'jax[cuda12]' or 'jax[tpu]'), or run "
+            f"with --device {present[0]}."
+        ) from None
+    jax.config.update("jax_default_device", device)
+    return device
+
+
+def _commit() -> dict[str, Any]:
+    """The git commit measured, and whether funcnet/ or bench/ differ from it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    changed = git("status", "--porcelain", "--", "funcnet", "bench")
+    return {"commit": git("rev-parse", "--short", "HEAD") or None, "dirty": bool(changed)}
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -62,6 +96,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="a variant stops taking repeats after this long (default 90, or 20 with --quick)",
     )
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        help="where every framework runs (default: JAX's default backend); "
+        "fails if JAX has no such device",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
@@ -86,6 +126,8 @@ def _meta(
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench", *argv]),
+        **_commit(),
+        "device": args.device_name,
         "quick": args.quick,
         "repeats": args.repeats,
         "budget_seconds": args.budget,
@@ -113,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Compile figures must be cold: a persistent cache (if the environment
     # configures one) would serve repeated compiles from disk.
     jax.config.update("jax_enable_compilation_cache", False)
+    device = select_device(args.device)
+    args.device = device.platform
+    args.device_name = f"{device.platform}: {device.device_kind}"
 
     from bench import frameworks as registry
     from bench.report import markdown
@@ -125,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     versions: dict[str, str] = {}
     for name in names:
         module = registry.load(name)
+        configure = getattr(module, "configure", None)
+        if configure is not None:  # a framework that places its own work (PyTorch)
+            module = configure(args.device) or module
         loaded[name] = module
         versions[name] = module if isinstance(module, str) else module.version()
         if not args.quiet:
@@ -155,7 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     described = [(w, WORKLOADS[w].TITLE, WORKLOADS[w].REFERENCE_TEXT) for w in args.workloads]
     table = markdown(ctx.results, described, names)
     header = (
-        f"Benchmark run {meta['date']}: `{meta['command']}`, {meta['cpus']} CPUs, "
+        f"Benchmark run {meta['date']}: `{meta['command']}` at commit {meta['commit']}"
+        f"{' (with local changes)' if meta['dirty'] else ''}, on {meta['device']}, "
+        f"{meta['cpus']} CPUs, "
         f"load average (1, 5, 15 min) {meta['load_average_at_start']} at start and "
         f"{meta['load_average_at_end']} at the end, {meta['seconds']} s.\n"
         "Each cell: median (ratio to the hand-written JAX reference). "

@@ -50,3 +50,14 @@ def regression(n: int, features: int, *, seed: int = 0) -> tuple[np.ndarray, np.
     x = rng.standard_normal((n, features), dtype=np.float32)
     y = rng.standard_normal((n, features), dtype=np.float32)
     return x, y
+
+
+def tokens(n: int, length: int, vocab: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform token ids ``x`` ``[n, length]`` and the next tokens ``y`` ``[n, length]``, int32.
+
+    ``y[:, t] = x[:, t + 1]`` (one longer sequence cut in two), as a language
+    model's targets are; the last target is one more random id.
+    """
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, vocab, (n, length + 1)).astype(np.int32)
+    return ids[:, :-1].copy(), ids[:, 1:].copy()

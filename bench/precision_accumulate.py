@@ -72,16 +72,18 @@ def accumulate_memory(sizes: dict, k: int = 4) -> dict:
     return result
 
 
+def sizes_for(quick: bool) -> tuple[dict, int, int]:
+    """``(model sizes, steps per round, rounds)`` of the full or the quick run."""
+    if quick:
+        return {"depth": 2, "width": 32, "heads": 2, "batch": 8, "seq": 16}, 3, 2
+    return {"depth": 4, "width": 128, "heads": 4, "batch": 16, "seq": 64}, 10, 5
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small model, few steps")
     args = parser.parse_args()
-    if args.quick:
-        sizes = {"depth": 2, "width": 32, "heads": 2, "batch": 8, "seq": 16}
-        steps, rounds = 3, 2
-    else:
-        sizes = {"depth": 4, "width": 128, "heads": 4, "batch": 16, "seq": 64}
-        steps, rounds = 10, 5
+    sizes, steps, rounds = sizes_for(args.quick)
     print(
         f"{sizes['depth']} blocks, width {sizes['width']}, {sizes['heads']} heads, "
         f"batch {sizes['batch']} x {sizes['seq']} tokens\n"

@@ -21,15 +21,26 @@ import statistics
 import time
 
 
-def main(quick: bool = False, repeats: int = 3) -> dict[str, float]:
+def sizes_for(quick: bool) -> dict[str, int]:
+    """The model and the generation of the full or the quick run."""
+    if quick:
+        return {"vocab": 32, "features": 16, "depth": 1, "heads": 2, "batch": 1, "prompt": 4,
+                "steps": 12}  # fmt: skip
+    return {"vocab": 128, "features": 128, "depth": 4, "heads": 4, "batch": 1, "prompt": 16,
+            "steps": 240}  # fmt: skip
+
+
+def measure(quick: bool = False, repeats: int = 3) -> dict[str, list[float]]:
+    """Tokens per second, ``{"cached": [...], "uncached": [...]}``, one sample per repeat."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
     import funcnet as fn
 
-    vocab, features, depth, heads = (32, 16, 1, 2) if quick else (128, 128, 4, 4)
-    batch, prompt_length, steps = (1, 4, 12) if quick else (1, 16, 240)
+    sizes = sizes_for(quick)
+    vocab, features, depth, heads = (sizes[k] for k in ("vocab", "features", "depth", "heads"))
+    batch, prompt_length, steps = sizes["batch"], sizes["prompt"], sizes["steps"]
     total = prompt_length + steps
     lm = fn.TransformerLM(vocab, features, depth, heads)
     decoder = fn.TransformerLM(vocab, features, depth, heads, decode=True)
@@ -55,14 +66,22 @@ def main(quick: bool = False, repeats: int = 3) -> dict[str, float]:
         return uncached_program(params, prompt)
 
     np.testing.assert_array_equal(cached(), uncached())  # also compiles both
-    figures = {}
+    figures: dict[str, list[float]] = {}
     for label, run in (("cached", cached), ("uncached", uncached)):
         samples = []
         for _ in range(repeats):
             start = time.perf_counter()
             jax.block_until_ready(run())
             samples.append(steps * batch / (time.perf_counter() - start))
-        figures[label] = statistics.median(samples)
+        figures[label] = samples
+    return figures
+
+
+def main(quick: bool = False, repeats: int = 3) -> dict[str, float]:
+    figures = {k: statistics.median(v) for k, v in measure(quick, repeats).items()}
+    s = sizes_for(quick)
+    features, depth, heads, vocab = s["features"], s["depth"], s["heads"], s["vocab"]
+    prompt_length, steps = s["prompt"], s["steps"]
     size = f"{features} wide, {depth} blocks, {heads} heads, vocab {vocab}"
     print("| model | prompt | new tokens | cached (tokens/s) | uncached (tokens/s) | speed-up |")
     print("| --- | --- | --- | --- | --- | --- |")

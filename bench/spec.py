@@ -61,7 +61,27 @@ class Repeat:
     n: int
 
 
-LayerSpec = Dense | Conv | MaxPool | Flatten | Repeat
+@dataclass(frozen=True)
+class TransformerLM:
+    """A small decoder-only Transformer language model, the same in every framework.
+
+    Token ids ``[batch, length]`` to next-token logits ``[batch, length, vocab]``:
+    a token embedding (``normal(0.02)``) plus learned positions
+    (``normal(0.02)``), ``depth`` pre-norm blocks (LayerNorm, causal multi-head
+    self-attention with biases, residual; LayerNorm, Dense(4 features) with
+    exact GELU, Dense(features), residual), a final LayerNorm, and logits
+    against the embedding table (tied). LayerNorm epsilon 1e-5; projections
+    Glorot-uniform (per query, key, value and output projection), biases zero.
+    """
+
+    vocab: int
+    features: int
+    depth: int
+    heads: int
+    length: int
+
+
+LayerSpec = Dense | Conv | MaxPool | Flatten | Repeat | TransformerLM
 
 
 @dataclass(frozen=True)
@@ -72,9 +92,12 @@ class Task:
         layers: the model, input to output.
         input_shape: the shape of one example (no batch axis), channels-last.
         loss: "mse" (regression), "bce" (sigmoid probabilities against 0/1
-            targets ``[n, 1]``) or "softmax_ce" (logits against int32 labels ``[n]``).
-        lr: the SGD learning rate.
+            targets ``[n, 1]``) or "softmax_ce" (logits against int32 labels
+            ``[n]``, or ``[n, length]`` for a language model: the mean over tokens).
+        lr: the learning rate.
         momentum: SGD momentum, or None for plain SGD.
+        optimizer: "sgd" (optax.sgd, torch.optim.SGD) or "adam" (optax.adam,
+            torch.optim.Adam: betas 0.9, 0.999, eps 1e-8 in both).
     """
 
     layers: tuple[LayerSpec, ...]
@@ -82,6 +105,7 @@ class Task:
     loss: LossName
     lr: float
     momentum: float | None = None
+    optimizer: Literal["sgd", "adam"] = "sgd"
     label: str = field(default="", compare=False)
 
 
@@ -105,6 +129,8 @@ def output_shapes(task: Task) -> list[tuple[int, ...]]:
             shape = (h // wh, w // ww, c)
         elif isinstance(layer, Flatten):
             shape = (int(np.prod(shape)),)
+        elif isinstance(layer, TransformerLM):
+            shape = (*shape, layer.vocab)
         shapes.append(shape)
     return shapes
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bench.spec import Task
+from bench.spec import Task, TransformerLM
 
 GLOROT = jax.nn.initializers.glorot_uniform()
 EPSILON = 1e-7
@@ -43,6 +43,8 @@ LOSSES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
 
 
 def optimizer(task: Task) -> optax.GradientTransformation:
+    if task.optimizer == "adam":
+        return optax.adam(task.lr)
     return optax.sgd(task.lr, momentum=task.momentum)
 
 
@@ -94,3 +96,7 @@ class ParamsStepLoop:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(jax.jit(self.apply)(self.params, x))
+
+
+def has_transformer(task: Task) -> bool:
+    return any(isinstance(layer, TransformerLM) for layer in task.layers)

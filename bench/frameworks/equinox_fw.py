@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench.frameworks._jax_common import ACTIVATIONS, LOSSES, optimizer
+from bench.frameworks._lm_equinox import LM
 from bench.spec import (
     Conv,
     Dense,
@@ -25,6 +26,7 @@ from bench.spec import (
     NotSupportedError,
     Repeat,
     Task,
+    TransformerLM,
     Variant,
     input_shapes,
 )
@@ -77,7 +79,11 @@ class StepLoop:
         if any(isinstance(layer, Repeat) for layer in task.layers):
             raise NotSupportedError("no Repeat variant written for Equinox")
         self.task = task
-        self.model = build(task, jax.random.key(seed))
+        spec = task.layers[0]
+        if isinstance(spec, TransformerLM):
+            self.model: Any = LM(spec, jax.random.key(seed))
+        else:
+            self.model = build(task, jax.random.key(seed))
         opt = optimizer(task)
         self.opt_state = opt.init(eqx.filter(self.model, eqx.is_array))
         loss_fn = LOSSES[task.loss]

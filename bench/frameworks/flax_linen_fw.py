@@ -8,7 +8,18 @@ import jax
 import numpy as np
 
 from bench.frameworks._jax_common import ACTIVATIONS, GLOROT, ParamsStepLoop
-from bench.spec import Conv, Dense, Flatten, MaxPool, NotSupportedError, Repeat, Task, Variant
+from bench.frameworks._lm_flax import LinenLM
+from bench.spec import (
+    Conv,
+    Dense,
+    Flatten,
+    MaxPool,
+    NotSupportedError,
+    Repeat,
+    Task,
+    TransformerLM,
+    Variant,
+)
 
 NAME = "flax.linen"
 DESCRIPTION = "Flax Linen"
@@ -43,8 +54,13 @@ class StepLoop(ParamsStepLoop):
     def __init__(self, task: Task, seed: int):
         if any(isinstance(layer, Repeat) for layer in task.layers):
             raise NotSupportedError("no Repeat variant written for Flax Linen (nn.scan)")
-        model = Model(task)
-        dummy = np.zeros((1, *task.input_shape), np.float32)
+        spec = task.layers[0]
+        if isinstance(spec, TransformerLM):
+            model: nn.Module = LinenLM(spec)
+            dummy = np.zeros((1, *task.input_shape), np.int32)
+        else:
+            model = Model(task)
+            dummy = np.zeros((1, *task.input_shape), np.float32)
         params = model.init(jax.random.key(seed), dummy)["params"]
         super().__init__(task, params, lambda p, x: model.apply({"params": p}, x))
 

@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from bench.frameworks._jax_common import ACTIVATIONS, GLOROT, LOSSES, optimizer
+from bench.frameworks._lm_flax import NNXLM
 from bench.spec import (
     Conv,
     Dense,
@@ -23,6 +24,7 @@ from bench.spec import (
     NotSupportedError,
     Repeat,
     Task,
+    TransformerLM,
     Variant,
     input_shapes,
 )
@@ -76,7 +78,11 @@ class StepLoop:
     def __init__(self, task: Task, seed: int):
         if any(isinstance(layer, Repeat) for layer in task.layers):
             raise NotSupportedError("no Repeat variant written for Flax NNX")
-        self.model = Model(task, nnx.Rngs(seed))
+        spec = task.layers[0]
+        if isinstance(spec, TransformerLM):
+            self.model: nnx.Module = NNXLM(spec, nnx.Rngs(seed))
+        else:
+            self.model = Model(task, nnx.Rngs(seed))
         self.optimizer = nnx.Optimizer(self.model, optimizer(task), wrt=nnx.Param)
         loss_fn = LOSSES[task.loss]
 

@@ -1,4 +1,5 @@
-"""funcnet through its public API only: ``fit``, ``make_train_step``, ``repeat``, ``fit_many``.
+"""funcnet through its public API only: ``fit``, ``make_train_step``, ``repeat``, ``fit_many``,
+``TransformerLM``.
 
 - "fit": ``fn.fit(net, x, y, loss=..., optimizer=..., epochs=..., batch_size=...,
   key=..., verbose=0)``. The Fitter keeps the same net, loss and optimizer
@@ -20,7 +21,7 @@ import numpy as np
 import optax
 
 import funcnet as fn
-from bench.spec import Conv, Dense, Flatten, MaxPool, Repeat, Task, Variant
+from bench.spec import Conv, Dense, Flatten, MaxPool, Repeat, Task, TransformerLM, Variant
 
 NAME = "funcnet"
 DESCRIPTION = "funcnet (this library)"
@@ -48,6 +49,19 @@ def build(task: Task) -> fn.Layer:
             layers.append(fn.MaxPool(window=layer.window))
         elif isinstance(layer, Flatten):
             layers.append(fn.Flatten())
+        elif isinstance(layer, TransformerLM):
+            layers.append(
+                fn.TransformerLM(
+                    layer.vocab,
+                    layer.features,
+                    layer.depth,
+                    layer.heads,
+                    max_length=layer.length,
+                    positions="learned",
+                )
+            )
+    if len(layers) == 1 and isinstance(task.layers[0], TransformerLM):
+        return layers[0]  # the model itself, as a user would train it
     return fn.serial(*layers)
 
 
@@ -60,6 +74,8 @@ def loss(task: Task) -> Any:
 
 
 def optimizer(task: Task) -> optax.GradientTransformation:
+    if task.optimizer == "adam":
+        return optax.adam(task.lr)
     return optax.sgd(task.lr, momentum=task.momentum)
 
 

@@ -6,7 +6,7 @@ import haiku as hk
 import jax
 import numpy as np
 
-from bench.frameworks._jax_common import ACTIVATIONS, ParamsStepLoop
+from bench.frameworks._jax_common import ACTIVATIONS, ParamsStepLoop, has_transformer
 from bench.spec import Conv, Dense, Flatten, MaxPool, NotSupportedError, Repeat, Task, Variant
 
 NAME = "haiku"
@@ -44,6 +44,8 @@ class StepLoop(ParamsStepLoop):
     def __init__(self, task: Task, seed: int):
         if any(isinstance(layer, Repeat) for layer in task.layers):
             raise NotSupportedError("no Repeat variant written for Haiku (hk.layer_stack)")
+        if has_transformer(task):
+            raise NotSupportedError("no Transformer written for Haiku")
         model = hk.without_apply_rng(hk.transform(_forward(task)))
         dummy = np.zeros((1, *task.input_shape), np.float32)
         super().__init__(task, model.init(jax.random.key(seed), dummy), model.apply)

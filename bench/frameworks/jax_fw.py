@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bench.frameworks import _lm_jax
 from bench.frameworks._jax_common import (
     ACTIVATIONS,
     GLOROT,
@@ -31,7 +32,17 @@ from bench.frameworks._jax_common import (
     optimizer,
     params_step,
 )
-from bench.spec import Conv, Dense, Flatten, MaxPool, Repeat, Task, Variant, input_shapes
+from bench.spec import (
+    Conv,
+    Dense,
+    Flatten,
+    MaxPool,
+    Repeat,
+    Task,
+    TransformerLM,
+    Variant,
+    input_shapes,
+)
 
 NAME = "jax"
 DESCRIPTION = "hand-written JAX + optax"
@@ -58,6 +69,8 @@ def init_params(task: Task, key: jax.Array) -> list[Any]:
         elif isinstance(layer, Conv):
             w_shape = (*layer.kernel, shape[-1], layer.features)
             params.append({"w": GLOROT(k, w_shape, jnp.float32), "b": jnp.zeros((layer.features,))})
+        elif isinstance(layer, TransformerLM):
+            params.append(_lm_jax.init(layer, k))
         else:
             params.append({})
     return params
@@ -84,6 +97,8 @@ def forward(task: Task, params: list[Any], x: jax.Array) -> jax.Array:
             x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, window, "VALID")
         elif isinstance(layer, Flatten):
             x = x.reshape(x.shape[0], -1)
+        elif isinstance(layer, TransformerLM):
+            x = _lm_jax.forward(layer, p, x)
     return x
 
 

@@ -44,6 +44,8 @@ def build(task: Task) -> keras.Model:
             layers.append(keras.layers.Flatten())
         elif isinstance(layer, Repeat):
             raise NotSupportedError("Keras has no scanned repeat of a layer")
+        else:
+            raise NotSupportedError(f"no {type(layer).__name__} written for Keras")
     model = keras.Sequential(layers)
     if task.loss == "mse":
         loss: Any = "mse"

@@ -10,9 +10,35 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from bench.workloads import cnn, depth, ensemble, hello, mlp, overhead, playground, startup
+from bench.workloads import (
+    cnn,
+    depth,
+    ensemble,
+    hello,
+    mlp,
+    overhead,
+    playground,
+    precision,
+    remat,
+    sampling,
+    startup,
+    transformer,
+)
 
 WORKLOADS: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (hello, playground, mlp, cnn, depth, overhead, ensemble, startup)
+    for module in (
+        hello,
+        playground,
+        mlp,
+        cnn,
+        depth,
+        overhead,
+        ensemble,
+        startup,
+        transformer,
+        remat,
+        precision,
+        sampling,
+    )
 }

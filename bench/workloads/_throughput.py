@@ -39,8 +39,13 @@ def run_throughput(
     steps: int,
     rate_metric: bool,
     compile_unit: tuple[str, float] = ("s", 1.0),
+    rate: tuple[str, float] = ("steps/s", 1.0),
 ) -> None:
-    """Records "compile" and either "steps/s" (``rate_metric``) or "per step" in µs."""
+    """Records "compile" and either a rate (``rate_metric``) or "per step" in µs.
+
+    ``rate`` names the rate and what one step counts: ``("steps/s", 1.0)``, or
+    ``("tokens/s", tokens per batch)``.
+    """
     batches = len(x) // batch_size
     steps = max(batches, steps - steps % batches)
     for framework, variant_name, variant in ctx.variants(workload):
@@ -101,8 +106,9 @@ def run_throughput(
                 note=note,
             )
             if rate_metric:
-                rates = [1.0 / t for t in per_step]
-                ctx.record(workload, framework, variant_name, "steps/s", rates, "steps/s", "higher")
+                name, per = rate
+                rates = [per / t for t in per_step]
+                ctx.record(workload, framework, variant_name, name, rates, name, "higher")
             else:
                 micros = [t * 1e6 for t in per_step]
                 ctx.record(workload, framework, variant_name, "per step", micros, "µs")
