@@ -44,6 +44,18 @@ CASES = [
         make_input=_with_carry,
         id="carry-state",
     ),
+    # Dropout is inactive in the generic (inference) tests; go_backwards reads x reversed.
+    *(
+        Case(
+            kind,
+            lambda kind=kind: getattr(fn, kind)(
+                5, return_sequences=True, dropout=0.2, recurrent_dropout=0.2, go_backwards=True
+            ),
+            SEQ,
+            id="dropout-backwards",
+        )
+        for kind in ("SimpleRNN", "LSTM", "GRU")
+    ),
     Case("Bidirectional", lambda: fn.Bidirectional(fn.LSTM(5, return_sequences=True)), SEQ),
     Case("Bidirectional", lambda: fn.Bidirectional(fn.GRU(5), merge="ave"), SEQ, id="gru-ave"),
     Case(

@@ -480,31 +480,31 @@ def _recurrent(info: KerasLayerInfo, *, backward: bool = False) -> Converted:
     """SimpleRNN, LSTM or GRU; ``backward`` for Bidirectional's backward copy."""
     layer, cfg = info.layer, info.config
     kind = type(layer).__name__
-    if cfg.get("go_backwards") and not backward:
-        raise unsupported(
-            layer,
-            "go_backwards=True",
-            "Reverse the sequence before the layer (and after it, with "
-            "return_sequences=True), or use Bidirectional.",
-        )
     for option, fix in (
         ("return_state", "Use return_state=False (the final state is the last output)."),
         ("stateful", "Use stateful=False: funcnet carries no state between batches."),
     ):
         _require(layer, cfg, option, (False,), fix)
-    for option in ("dropout", "recurrent_dropout"):
-        if cfg.get(option, 0.0):
-            raise unsupported(
-                layer,
-                f"{option}={cfg[option]!r}",
-                f"funcnet's {kind} has no {option}: set {option}=0.0 in the Keras layer "
-                "(predictions do not change; only training does) or add a Dropout layer.",
-            )
+    dropout, recurrent_dropout = cfg.get("dropout", 0.0), cfg.get("recurrent_dropout", 0.0)
+    if getattr(layer.cell, "implementation", 2) == 1 and dropout and not recurrent_dropout:
+        raise unsupported(
+            layer,
+            "implementation=1 with dropout and no recurrent_dropout",
+            f"Keras then draws one input mask per gate; funcnet's {kind} draws one for all "
+            "gates unless recurrent_dropout > 0 (as Keras's default implementation=2 does): "
+            "build the Keras layer without implementation=1 (predictions do not change; only "
+            "training's masks do).",
+        )
     w = _weights(layer)
     common: dict[str, Any] = {
         "return_sequences": cfg["return_sequences"],
         "use_bias": cfg["use_bias"],
         "masked": bool(info.options.get("masked")),
+        "dropout": dropout,
+        "recurrent_dropout": recurrent_dropout,
+        # funcnet's Bidirectional reverses the sequence for its backward layer
+        # itself; Keras's backward layer reverses it (go_backwards=True) instead.
+        "go_backwards": bool(cfg.get("go_backwards")) != backward,
         "name": layer.name,
     }
     act = activation_name(layer, cfg["activation"])

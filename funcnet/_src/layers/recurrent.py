@@ -3,7 +3,10 @@
 Keras's cells, in Keras's params layout and gate order, run by a
 ``jax.lax.scan`` over time. An initial carry travels with the input
 (``(x, initial_carry)``), and ``return_state=True`` returns the final one.
-The formulas and decisions are in ``docs/layers-attention-recurrent.md``.
+``dropout`` / ``recurrent_dropout`` and ``go_backwards`` mean what they mean
+in Keras 3: one dropout mask per sequence, drawn from the ``key``, reused at
+every step. The formulas and decisions are in
+``docs/layers-attention-recurrent.md``.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ class _Cell(NamedTuple):
     gates: int  # number of units-sized blocks in w and u
     carries: int  # 1 (h) or 2 (h, c)
     init_bias: Callable[[jax.Array, int, Any], jax.Array]
-    step: Callable[[dict, Any, jax.Array], Any]  # (params, carry, x_t W) -> carry
+    # (params, carry, x_t W, recurrent dropout masks or None) -> carry
+    step: Callable[[dict, Any, jax.Array, Any], Any]
 
 
 def _sequence_error(name: str, shape: tuple) -> Exception:
@@ -102,6 +106,50 @@ def _check_carry_shapes(name: str, n: int, units: int, batch: Any, carry: Any) -
     return tuple(parts)
 
 
+def _dropout_rate(name: str, argument: str, what: str, rate: Any) -> float:
+    """``rate`` as a float in [0, 1), or an error saying what it means."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        raise ValueError(
+            f"{name}: {argument} is the fraction of {what} dropped while training and must be "
+            f"a number in [0, 1), got {rate!r}. Pass e.g. {argument}=0.2, or 0 for none."
+        )
+    return float(rate)
+
+
+def _dropout_masks(key: jax.Array, rate: float, count: int, shape: tuple, dtype: Any) -> jax.Array:
+    """``count`` inverted-dropout masks ``[count, *shape]``: 0, or ``1 / (1 - rate)`` kept."""
+    keep = jax.random.bernoulli(key, 1.0 - rate, (count, *shape))
+    return jnp.where(keep, jnp.asarray(1.0 / (1.0 - rate), dtype), jnp.zeros((), dtype))
+
+
+def _dropped(h: jax.Array, masks: jax.Array | None, gate: int) -> jax.Array:
+    """``h`` as gate ``gate``'s recurrent transformation sees it (masked when training)."""
+    return h if masks is None else h * masks[gate]
+
+
+def _recurrent_matmul(h: jax.Array, u: jax.Array, masks: jax.Array | None) -> jax.Array:
+    """``h U`` for all gates; with recurrent dropout, each gate's block from its own masked h."""
+    if masks is None:
+        return h @ u
+    blocks = jnp.split(u, masks.shape[0], axis=-1)
+    return jnp.concatenate([(h * m) @ block for m, block in zip(masks, blocks)], axis=-1)
+
+
+def _input_matmul(x: jax.Array, w: jax.Array, masks: jax.Array | None) -> jax.Array:
+    """``x W`` for every step ``[time, batch, gates*units]``, the input dropout masks applied.
+
+    ``masks`` is None, one mask ``[1, batch, features]`` shared by all gates, or
+    one per gate; a mask holds for the whole sequence, so it broadcasts over time.
+    """
+    if masks is None:
+        return jnp.einsum("btd,dg->tbg", x, w)
+    blocks = jnp.split(w, masks.shape[0], axis=-1)
+    return jnp.concatenate(
+        [jnp.einsum("btd,dg->tbg", x * m[:, None, :], block) for m, block in zip(masks, blocks)],
+        axis=-1,
+    )
+
+
 def _recurrent(
     cell: _Cell,
     return_sequences: bool,
@@ -113,6 +161,9 @@ def _recurrent(
     param_dtype: Any,
     name: str,
     masked: bool = False,
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    go_backwards: bool = False,
 ) -> Layer:
     """The layer skeleton shared by every cell: checks, params, carry, scan and outputs."""
     units, n = positive_int(name, "units", cell.units), cell.carries
@@ -122,7 +173,16 @@ def _recurrent(
         return_state=return_state,
         use_bias=use_bias,
         masked=masked,
+        go_backwards=go_backwards,
     )
+    dropout = _dropout_rate(name, "dropout", "the input units", dropout)
+    recurrent_dropout = _dropout_rate(
+        name, "recurrent_dropout", "the recurrent state units", recurrent_dropout
+    )
+    # Keras 3's cells: with recurrent dropout (its implementation 1) every gate
+    # draws its own input and recurrent masks; without it, one input mask
+    # serves all gates (the fused implementation 2).
+    input_masks = cell.gates if recurrent_dropout > 0 else 1
 
     def split(inputs: Any, is_one: Callable[[Any], bool]) -> tuple[Any, Any]:
         def is_x(a: Any) -> bool:  # x alone, or the pair (x, mask) when masked
@@ -192,7 +252,6 @@ def _recurrent(
         key: jax.Array | None = None,
         train: bool = False,
     ) -> tuple[Any, State]:
-        del key, train
         x, carry = split(x, lambda a: not isinstance(a, (tuple, list)))
         mask = None
         if masked:
@@ -222,28 +281,49 @@ def _recurrent(
             shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), arrays)
             _check_carry_shapes(name, n, units, batch, shapes)
             parts = tuple(a.astype(compute_dtype) for a in _unpack(arrays, n))
+        x_masks = h_masks = None
+        if train and (dropout > 0 or recurrent_dropout > 0):
+            if key is None:
+                raise shape_error(
+                    name,
+                    f"{name} with dropout={dropout} and recurrent_dropout={recurrent_dropout} "
+                    "needs a key when train=True: call net.apply(params, state, x, train=True, "
+                    "key=jax.random.key(0)) (fit and the train step pass one for you).",
+                )
+            x_key, h_key = jax.random.split(key)
+            if dropout > 0:
+                shape = (batch, x.shape[2])
+                x_masks = _dropout_masks(x_key, dropout, input_masks, shape, compute_dtype)
+            if recurrent_dropout > 0:
+                shape = (batch, units)
+                h_masks = _dropout_masks(h_key, recurrent_dropout, cell.gates, shape, compute_dtype)
+        step_mask = mask
+        if go_backwards:  # Keras's: read the sequence (and its mask) from its last step
+            x = jnp.flip(x, axis=1)
+            step_mask = None if mask is None else jnp.flip(mask, axis=1)
         # x W for every step at once: one large matmul outside the sequential scan.
-        xw = jnp.einsum("btd,dg->tbg", x.astype(compute_dtype), p["w"])
+        xw = _input_matmul(x.astype(compute_dtype), p["w"], x_masks)
 
         def body(c: tuple[jax.Array, ...], xw_t: jax.Array) -> tuple[Any, jax.Array]:
-            c = cell.step(p, c, xw_t)
+            c = cell.step(p, c, xw_t, h_masks)
             return c, c[0]
 
         def masked_body(c: tuple[jax.Array, ...], step_in: tuple) -> tuple[Any, jax.Array]:
             # Keras's rule: a masked step keeps the carry, and its output repeats
             # the previous output (the carried h).
             xw_t, m_t = step_in
-            new = cell.step(p, c, xw_t)
+            new = cell.step(p, c, xw_t, h_masks)
             c = tuple(jnp.where(m_t[:, None], a, b) for a, b in zip(new, c))
             return c, c[0]
 
-        if mask is None:
+        if step_mask is None:
             final, hs = jax.lax.scan(body, parts, xw)
         else:
-            final, hs = jax.lax.scan(masked_body, parts, (xw, jnp.swapaxes(mask, 0, 1)))
+            final, hs = jax.lax.scan(masked_body, parts, (xw, jnp.swapaxes(step_mask, 0, 1)))
+        # With go_backwards the sequences stay in the order they were read, as Keras's do.
         y: Any = jnp.swapaxes(hs, 0, 1) if return_sequences else final[0]
         if mask is not None and return_sequences:
-            y = (y, mask)
+            y = (y, mask)  # the mask as it came in, as Keras's compute_mask passes it on
         if not return_state:
             return y, state
         return (y, _pack(final)), state
@@ -251,8 +331,8 @@ def _recurrent(
     return Layer(init, apply, name)
 
 
-def _gate(p: dict, h: jax.Array, xw_t: jax.Array) -> jax.Array:
-    z = xw_t + h @ p["u"]
+def _gate(p: dict, h: jax.Array, xw_t: jax.Array, h_masks: jax.Array | None) -> jax.Array:
+    z = xw_t + _recurrent_matmul(h, p["u"], h_masks)
     return z + expand_to(p["b"], 2) if "b" in p else z
 
 
@@ -274,6 +354,9 @@ def SimpleRNN(
     dtype: Any = None,
     param_dtype: Any = jnp.float32,
     masked: bool = False,
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    go_backwards: bool = False,
     name: str = "SimpleRNN",
 ) -> Layer:
     """The Elman recurrent layer: ``h_t = activation(x_t W + h_{t-1} U + b)``.
@@ -293,6 +376,18 @@ def SimpleRNN(
             steps): a masked step keeps the carry and repeats the previous
             output, as Keras's masks do. With ``return_sequences`` the output
             is ``(y, mask)``. See ``docs/layers-attention-recurrent.md``.
+        dropout: the fraction of the input units dropped, for the input
+            transformation, when ``train=True`` (Keras's ``dropout``): one mask
+            ``[batch, features]`` per sequence, the same at every step, kept
+            values scaled by ``1 / (1 - dropout)``. Training then needs ``key=``.
+        recurrent_dropout: the fraction of the recurrent state units dropped,
+            for the recurrent transformation, when ``train=True``: one mask
+            ``[batch, units]`` per sequence, the same at every step.
+        go_backwards: read each sequence from its last step to its first
+            (Keras's ``go_backwards``); with ``return_sequences`` the outputs
+            stay in that reversed order, and a mask passes on unchanged.
+            ``Bidirectional`` reverses the sequence itself: give it layers
+            built with ``go_backwards=False``.
         name: the name used in error paths and summaries.
 
     Returns:
@@ -304,13 +399,23 @@ def SimpleRNN(
         >>> rnn = fn.SimpleRNN(5, return_sequences=True)
         >>> rnn.init(jax.random.key(0), (None, 4, 3))[0]
         (None, 4, 5)
+        >>> backwards = fn.SimpleRNN(5, return_sequences=True, go_backwards=True)
+        >>> _, params, state = backwards.init(jax.random.key(0), (None, 4, 3))
+        >>> x = jax.random.normal(jax.random.key(1), (2, 4, 3))
+        >>> y, _ = backwards.apply(params, state, x)
+        >>> y_flipped, _ = rnn.apply(params, state, x[:, ::-1])  # the same as reading x reversed
+        >>> bool(jax.numpy.allclose(y, y_flipped))
+        True
     """
     act = get_activation(activation, name)
 
     def step(
-        p: dict[str, jax.Array], carry: tuple[jax.Array, ...], xw_t: jax.Array
+        p: dict[str, jax.Array],
+        carry: tuple[jax.Array, ...],
+        xw_t: jax.Array,
+        h_masks: jax.Array | None,
     ) -> tuple[jax.Array, ...]:
-        return (act(_gate(p, carry[0], xw_t)),)
+        return (act(_gate(p, carry[0], xw_t, h_masks)),)
 
     cell = _Cell(units, 1, 1, _zeros_bias(lambda u: (u,)), step)
     return _recurrent(
@@ -324,6 +429,9 @@ def SimpleRNN(
         param_dtype,
         name,
         masked,
+        dropout,
+        recurrent_dropout,
+        go_backwards,
     )
 
 
@@ -341,6 +449,9 @@ def LSTM(
     dtype: Any = None,
     param_dtype: Any = jnp.float32,
     masked: bool = False,
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    go_backwards: bool = False,
     name: str = "LSTM",
 ) -> Layer:
     """Long short-term memory, Keras's formulation (gates ``i, f, c, o``).
@@ -362,6 +473,20 @@ def LSTM(
             steps): a masked step keeps the carry and repeats the previous
             output, as Keras's masks do. With ``return_sequences`` the output
             is ``(y, mask)``. See ``docs/layers-attention-recurrent.md``.
+        dropout: the fraction of the input units dropped, for the input
+            transformation, when ``train=True`` (Keras's ``dropout``): one mask
+            ``[batch, features]`` per sequence, the same at every step, kept
+            values scaled by ``1 / (1 - dropout)``. Training then needs ``key=``.
+        recurrent_dropout: the fraction of the recurrent state units dropped,
+            for the recurrent transformation, when ``train=True``: one mask
+            ``[batch, units]`` per sequence, the same at every step.
+            With it each gate draws its own input and recurrent masks, as
+            Keras 3's cells do; without it one input mask serves all gates.
+        go_backwards: read each sequence from its last step to its first
+            (Keras's ``go_backwards``); with ``return_sequences`` the outputs
+            stay in that reversed order, and a mask passes on unchanged.
+            ``Bidirectional`` reverses the sequence itself: give it layers
+            built with ``go_backwards=False``.
         name: the name used in error paths and summaries.
 
     Returns:
@@ -375,6 +500,13 @@ def LSTM(
         ((None, 5), {'b': (20,), 'u': (5, 20), 'w': (3, 20)})
         >>> params["b"][5:10].tolist()  # the forget gate starts open
         [1.0, 1.0, 1.0, 1.0, 1.0]
+        >>> drop = fn.LSTM(5, dropout=0.2, recurrent_dropout=0.2)
+        >>> x = jnp.ones((2, 4, 3))
+        >>> bool((drop.apply(params, state, x)[0] == lstm.apply(params, state, x)[0]).all())
+        True
+        >>> y, _ = drop.apply(params, state, x, train=True, key=1)  # training: masks from the key
+        >>> bool((y == lstm.apply(params, state, x)[0]).all())
+        False
     """
     check_flags(name, unit_forget_bias=unit_forget_bias)
     act = get_activation(activation, name)
@@ -387,10 +519,13 @@ def LSTM(
         )
 
     def step(
-        p: dict[str, jax.Array], carry: tuple[jax.Array, ...], xw_t: jax.Array
+        p: dict[str, jax.Array],
+        carry: tuple[jax.Array, ...],
+        xw_t: jax.Array,
+        h_masks: jax.Array | None,
     ) -> tuple[jax.Array, ...]:
         h, c = carry
-        i, f, g, o = jnp.split(_gate(p, h, xw_t), 4, axis=-1)
+        i, f, g, o = jnp.split(_gate(p, h, xw_t, h_masks), 4, axis=-1)
         c = gate_act(f) * c + gate_act(i) * act(g)
         return gate_act(o) * act(c), c
 
@@ -406,6 +541,9 @@ def LSTM(
         param_dtype,
         name,
         masked,
+        dropout,
+        recurrent_dropout,
+        go_backwards,
     )
 
 
@@ -423,6 +561,9 @@ def GRU(
     dtype: Any = None,
     param_dtype: Any = jnp.float32,
     masked: bool = False,
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    go_backwards: bool = False,
     name: str = "GRU",
 ) -> Layer:
     """Gated recurrent unit, Keras's formulation (gates ``z, r, h``).
@@ -447,6 +588,20 @@ def GRU(
             steps): a masked step keeps the carry and repeats the previous
             output, as Keras's masks do. With ``return_sequences`` the output
             is ``(y, mask)``. See ``docs/layers-attention-recurrent.md``.
+        dropout: the fraction of the input units dropped, for the input
+            transformation, when ``train=True`` (Keras's ``dropout``): one mask
+            ``[batch, features]`` per sequence, the same at every step, kept
+            values scaled by ``1 / (1 - dropout)``. Training then needs ``key=``.
+        recurrent_dropout: the fraction of the recurrent state units dropped,
+            for the recurrent transformation, when ``train=True``: one mask
+            ``[batch, units]`` per sequence, the same at every step.
+            With it each gate draws its own input and recurrent masks, as
+            Keras 3's cells do; without it one input mask serves all gates.
+        go_backwards: read each sequence from its last step to its first
+            (Keras's ``go_backwards``); with ``return_sequences`` the outputs
+            stay in that reversed order, and a mask passes on unchanged.
+            ``Bidirectional`` reverses the sequence itself: give it layers
+            built with ``go_backwards=False``.
         name: the name used in error paths and summaries.
 
     Returns:
@@ -458,29 +613,39 @@ def GRU(
         >>> out_shape, params, state = gru.init(jax.random.key(0), (None, 4, 3))
         >>> out_shape, jax.tree.map(jnp.shape, params)
         ((None, 4, 5), {'b': (2, 15), 'u': (5, 15), 'w': (3, 15)})
+        >>> drop = fn.GRU(5, return_sequences=True, dropout=0.5, go_backwards=True)
+        >>> y, _ = drop.apply(params, state, jnp.ones((2, 4, 3)), train=True, key=0)
+        >>> y.shape
+        (2, 4, 5)
     """
     check_flags(name, reset_after=reset_after)
     act = get_activation(activation, name)
     gate_act = get_activation(recurrent_activation, name)
 
     def step_reset_before(
-        p: dict[str, jax.Array], carry: tuple[jax.Array, ...], xw_t: jax.Array
+        p: dict[str, jax.Array],
+        carry: tuple[jax.Array, ...],
+        xw_t: jax.Array,
+        h_masks: jax.Array | None,
     ) -> tuple[jax.Array, ...]:
         h = carry[0]
         if "b" in p:
             xw_t = xw_t + expand_to(p["b"], 2)
         x_z, x_r, x_h = jnp.split(xw_t, 3, axis=-1)
         u_z, u_r, u_h = jnp.split(p["u"], 3, axis=-1)
-        z = gate_act(x_z + h @ u_z)
-        r = gate_act(x_r + h @ u_r)
-        candidate = act(x_h + (r * h) @ u_h)
+        z = gate_act(x_z + _dropped(h, h_masks, 0) @ u_z)
+        r = gate_act(x_r + _dropped(h, h_masks, 1) @ u_r)
+        candidate = act(x_h + (r * _dropped(h, h_masks, 2)) @ u_h)
         return (z * h + (1 - z) * candidate,)
 
     def step(
-        p: dict[str, jax.Array], carry: tuple[jax.Array, ...], xw_t: jax.Array
+        p: dict[str, jax.Array],
+        carry: tuple[jax.Array, ...],
+        xw_t: jax.Array,
+        h_masks: jax.Array | None,
     ) -> tuple[jax.Array, ...]:
         h = carry[0]
-        hu = h @ p["u"]
+        hu = _recurrent_matmul(h, p["u"], h_masks)
         if "b" in p:
             xw_t = xw_t + p["b"][0:1]
             hu = hu + p["b"][1:2]
@@ -506,4 +671,7 @@ def GRU(
         param_dtype,
         name,
         masked,
+        dropout,
+        recurrent_dropout,
+        go_backwards,
     )
