@@ -10,7 +10,8 @@ why, is in ``docs/training.md``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import weakref
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -248,22 +249,50 @@ def epoch_function(
     return epoch
 
 
-def _whole_epoch_program(
-    training: Training, n: int, batch_size: int, rest: int, shuffle: bool
-) -> Any:
-    """:func:`epoch_function`, jitted, returning its carry packed in one array."""
+# Epochs one call of the epochs program may run: its logs come back as one
+# [EPOCHS_PER_CALL, logs + 2] array, a few kilobytes at most.
+EPOCHS_PER_CALL = 64
+
+
+def _epochs_program(training: Training, n: int, batch_size: int, rest: int, shuffle: bool) -> Any:
+    """``(ts, x, y, count) -> (ts, rows)``: ``count`` epochs of :func:`epoch_function` in one call.
+
+    ``count`` (at most :data:`EPOCHS_PER_CALL`) is traced, so one executable
+    runs one epoch (when a callback needs the host after every epoch) or
+    many (when none does): the same compiled epoch either way, so the
+    history does not depend on how many epochs a call runs. Row ``i`` of
+    ``rows`` is epoch ``i``'s carry packed by :func:`_pack`. With
+    ``on_nonfinite="stop"`` the loop ends after the first epoch with a
+    non-finite step, the epoch at which ``fit`` stops.
+    """
 
     def build(net: Layer) -> Callable:
         spec = training._replace(net=net)
         epoch = epoch_function(spec, n, batch_size, rest, shuffle)
+        width = len(spec.log_names) + 2
+        stops = spec.on_nonfinite == "stop"
 
-        def packed(ts: TrainState, x: Any, y: Any) -> tuple[TrainState, jax.Array]:
-            ts, carry = epoch(ts, x, y)
-            return ts, _pack(carry, spec.log_names)
+        def epochs(ts: TrainState, x: Any, y: Any, count: Any) -> tuple[TrainState, jax.Array]:
+            def more(state: tuple) -> jax.Array:
+                i, _, _, stopped = state
+                return (i < count) & ~stopped
 
-        return shared_jit(packed, donate_argnums=(0,))
+            def one(state: tuple) -> tuple:
+                i, ts, rows, _ = state
+                ts, carry = epoch(ts, x, y)
+                rows = jax.lax.dynamic_update_index_in_dim(rows, _pack(carry, spec.log_names), i, 0)
+                stopped = carry.first_bad >= 0 if stops else jnp.zeros((), bool)
+                return i + 1, ts, rows, stopped
 
-    return _PROGRAMS.get(training.net, ("epoch", training[1:], n, batch_size, rest, shuffle), build)
+            rows = jnp.zeros((EPOCHS_PER_CALL, width), jnp.float32)
+            start = (jnp.zeros((), jnp.int32), ts, rows, jnp.zeros((), bool))
+            _, ts, rows, _ = jax.lax.while_loop(more, one, start)
+            return ts, rows
+
+        return shared_jit(epochs, donate_argnums=(0,))
+
+    key = ("epochs", training[1:], n, batch_size, rest, shuffle)
+    return _PROGRAMS.get(training.net, key, build)
 
 
 def _chunk_program(training: Training) -> Any:
@@ -322,30 +351,114 @@ def convolves(jaxpr: Any, platform: str = "cpu") -> bool:
     return False
 
 
-def resolve_loop(loop: str, program: Callable[[], Any]) -> str:
+def platform_of(tree: Any) -> str:
+    """The platform ("cpu", "gpu", "tpu") of the first array in ``tree``; JAX's default if none."""
+    for leaf in jax.tree.leaves(tree):
+        devices = getattr(leaf, "devices", None)
+        if callable(devices):
+            return next(iter(devices())).platform
+    return jax.default_backend()
+
+
+def resolve_loop(loop: str, program: Callable[[], Any], platform: str = "cpu") -> str:
     """The loop to run: ``loop``, or for ``"auto"`` a Python loop for convolutions on XLA:CPU.
 
     XLA:CPU runs a native convolution's gradient inside a ``lax.scan`` far
     slower than the same steps called one by one (docs/layers-conv.md), so
     when the scan's program (``program()``, its jaxpr; only traced on the
     CPU) holds one, the steps run as a Python loop; otherwise in a scan.
+    ``platform`` is where the data lives (:func:`platform_of`), not JAX's
+    default backend: data placed on the CPU of a GPU machine takes the CPU's
+    choice, and an accelerator always runs the scan.
     """
     if loop != "auto":
         return loop
-    if jax.default_backend() != "cpu":
+    if platform != "cpu":
         return "scan"
-    return "python" if convolves(program()) else "scan"
+    return "python" if convolves(program(), platform) else "scan"
 
 
-def check_targets(loss: Loss, net: Layer, ts: TrainState, x: Any, y: Any) -> None:
-    """Catches labels outside the model's classes before any compile."""
+def _spec_key(tree: Any) -> Hashable:
+    """What a trace depends on in ``tree``: its structure and each leaf's shape and dtype."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple(
+        (getattr(leaf, "shape", ()), getattr(leaf, "dtype", type(leaf))) for leaf in leaves
+    )
+
+
+# Per model: what fit works out from a trace (the loop to run, the number of
+# classes) per signature of its arguments, so that a warm call traces nothing.
+_PLANS: ModelCache[Any] = ModelCache()
+
+# Array id -> (weak reference, [min, max]) for device arrays: their values never change.
+_RANGES: dict[int, tuple[weakref.ref, np.ndarray]] = {}
+
+
+@jax.jit
+def _min_max(y: jax.Array) -> jax.Array:
+    return jnp.stack([jnp.min(y), jnp.max(y)])
+
+
+def value_range(y: Any) -> np.ndarray | None:
+    """``[min, max]`` of ``y`` (one array) in the dtype it trains in; None for several or no values.
+
+    What the target checks need, and all they read: a host array is reduced
+    on the host (no device work), a device array on its device once (its
+    values never change, so the answer is kept for as long as the array lives).
+
+    Example:
+        >>> value_range(np.array([[1], [0], [2]])).tolist()
+        [0, 2]
+    """
+    leaves = jax.tree.leaves(y)
+    if len(leaves) != 1 or np.size(leaves[0]) == 0:
+        return None
+    leaf = leaves[0]
+    if not isinstance(leaf, jax.Array):
+        array = np.asarray(leaf)
+        if array.dtype.kind not in "biuf":
+            return None
+        # Rounding is monotonic, so the range of the cast array is the cast range.
+        found = np.array([array.min(), array.max()])
+        return found.astype(jax.dtypes.canonicalize_dtype(array.dtype))
+    known = _RANGES.get(id(leaf))
+    if known is not None and known[0]() is leaf:
+        return known[1]
+    found = np.asarray(_min_max(leaf))
+    key = id(leaf)
+
+    def forget(_: weakref.ref) -> None:
+        _RANGES.pop(key, None)
+
+    _RANGES[key] = (weakref.ref(leaf, forget), found)
+    return found
+
+
+def check_targets(
+    loss: Loss, net: Layer, ts: TrainState, x: Any, y: Any, y_range: np.ndarray | None = None
+) -> None:
+    """Catches labels outside the model's classes before any compile.
+
+    ``y_range`` is ``value_range(y)`` when the caller has it (from the host copy).
+    """
     base = getattr(loss, "func", loss)
     if base is not sparse_categorical_crossentropy or not jnp.issubdtype(y.dtype, jnp.integer):
         return
-    sample = example_spec(x, batch=1)
-    out = jax.eval_shape(lambda p, s, x: net.apply(p, s, x)[0], ts.params, ts.state, sample)
-    classes = out.shape[-1]
-    low, high = int(jnp.min(y)), int(jnp.max(y))
+
+    def classes_of(weak_net: Layer) -> int:
+        sample = example_spec(x, batch=1)
+        out = jax.eval_shape(
+            lambda p, s, x: weak_net.apply(p, s, x)[0], ts.params, ts.state, sample
+        )
+        return int(out.shape[-1])
+
+    signature = ("classes", _spec_key((ts.params, ts.state)), _spec_key(example_spec(x)))
+    classes = _PLANS.get(net, signature, classes_of)
+    if y_range is None:
+        y_range = value_range(y)
+    if y_range is None:
+        return
+    low, high = int(y_range[0]), int(y_range[1])
     if low < 0 or high >= classes:
         raise ValueError(
             f"fit: labels must be class indices in [0, {classes}) for a model with {classes} "
@@ -402,6 +515,7 @@ class ArrayEngine:
         batch_size, shuffle, steps_per_execution, loop: as in ``fit``.
         like: the train state the run starts from: read for its shapes (to
             check the labels and choose the loop), not kept.
+        y_range: ``value_range(y)`` when the caller has it (from the host copy).
     """
 
     def __init__(
@@ -415,6 +529,7 @@ class ArrayEngine:
         steps_per_execution: int | None,
         loop: str,
         like: TrainState,
+        y_range: np.ndarray | None = None,
     ):
         self.training = training
         self.log_names = training.log_names
@@ -429,39 +544,75 @@ class ArrayEngine:
         # Every batch splits into `accumulate` micro-batches, each split over the devices.
         unit = training.accumulate * (1 if layout is None else layout.size)
         self.batch_size = accumulated_batch_size(batch_size, self.batch_size, unit, training)
-        check_targets(training.loss, training.net, like, x, y)
+        check_targets(training.loss, training.net, like, x, y, y_range)
         self.full, self.rest = divmod(n, self.batch_size)
         self.rest -= self.rest % unit  # equal micro-batches, equal shares per device
         self.shuffle = shuffles(shuffle, n, self.batch_size)
         self.steps_per_epoch = self.full + (1 if self.rest else 0)
         chunk = self.full if steps_per_execution is None else min(steps_per_execution, self.full)
-        # Traced for the choice, the scan's program is the one run: JAX reuses the trace.
-        self.loop = resolve_loop(loop, lambda: self._scan_trace(like, chunk))
+        # Traced for the choice, the scan's program is the one run: JAX reuses
+        # the trace. The choice is kept per model and signature, so a warm
+        # fit traces nothing.
+        where = platform_of(self.x)  # the data's devices decide, not JAX's default backend
+        plan = (
+            "loop", training[1:], loop, n, self.batch_size, self.rest, self.shuffle, chunk,
+            where, _spec_key(like), _spec_key((self.x, self.y)),
+        )  # fmt: skip
+        self.loop = _PLANS.get(
+            training.net,
+            plan,
+            lambda _: resolve_loop(loop, lambda: self._scan_trace(like, chunk), where),
+        )
         self.chunk = 1 if self.loop == "python" else chunk
         self.chunk_program = _chunk_program(training)
+        # Whole epochs run as one program, which can run several in one call.
+        self.max_epochs_per_call = EPOCHS_PER_CALL if self.chunk >= self.full else 1
 
-    def _whole_epoch(self) -> Any:
-        return _whole_epoch_program(self.training, self.n, self.batch_size, self.rest, self.shuffle)
+    def _epochs(self) -> Any:
+        return _epochs_program(self.training, self.n, self.batch_size, self.rest, self.shuffle)
 
     def _scan_trace(self, like: TrainState, chunk: int) -> Any:
         """The jaxpr of the program that the scan loop would run first."""
         if chunk >= self.full:
-            return self._whole_epoch().trace(like, self.x, self.y).jaxpr
+            return self._epochs().trace(like, self.x, self.y, 1).jaxpr
         order = jax.ShapeDtypeStruct((self.n,), jnp.int32)
         carry = empty_carry(self.log_names)
         args = (like, carry, self.x, self.y, order, 0, 0, chunk, self.batch_size)
         return _chunk_program(self.training).trace(*args).jaxpr
 
+    def run_epochs(
+        self, ts: TrainState, epoch: int, count: int, progress: Progress
+    ) -> tuple[TrainState, list[EpochResult]]:
+        """Trains epochs ``epoch, epoch + 1, ...``: ``count`` of them (at most
+        :attr:`max_epochs_per_call`), fewer when ``on_nonfinite="stop"`` stops
+        at one; their results in order."""
+        if count > self.max_epochs_per_call:
+            raise ValueError(f"run_epochs: count {count} > {self.max_epochs_per_call}")
+        if self.chunk < self.full:
+            ts, result = self._run_chunks(ts, epoch, progress)
+            return ts, [result]
+        # The common case: whole epochs, orders included, in one program
+        # returning one packed array of logs (one dispatch, one transfer).
+        ts, packed = self._epochs()(ts, self.x, self.y, count)
+        # np.asarray, not jax.device_get: a third of a small epoch's time.
+        rows = np.asarray(packed)
+        results = []
+        for i in range(count):
+            results.append(_unpack(self.log_names, rows[i], epoch + i))
+            progress.steps_done(epoch + i, self.steps_per_epoch)
+            if results[-1].nonfinite is not None and self.training.on_nonfinite == "stop":
+                break  # the program stopped after this epoch
+        return ts, results
+
     def run_epoch(
         self, ts: TrainState, epoch: int, progress: Progress
     ) -> tuple[TrainState, EpochResult]:
-        if self.chunk >= self.full:
-            # The common case: the whole epoch, order included, is one program
-            # returning one packed array of logs (one dispatch, one transfer).
-            ts, packed = self._whole_epoch()(ts, self.x, self.y)
-            progress.steps_done(epoch, self.steps_per_epoch)
-            # np.asarray, not jax.device_get: a third of this small epoch's time.
-            return ts, _unpack(self.log_names, np.asarray(packed), epoch)
+        ts, results = self.run_epochs(ts, epoch, 1, progress)
+        return ts, results[0]
+
+    def _run_chunks(
+        self, ts: TrainState, epoch: int, progress: Progress
+    ) -> tuple[TrainState, EpochResult]:
         order = epoch_order(ts.key, ts.step, self.n, self.shuffle)
         carry = empty_carry(self.log_names)
         done = 0

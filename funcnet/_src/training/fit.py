@@ -10,6 +10,7 @@ progress display in between. How the engine runs an epoch, and why, is in
 from __future__ import annotations
 
 import sys
+import time
 import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
@@ -46,10 +47,19 @@ from funcnet._src.training.data import (
     split_validation,
     take,
 )
-from funcnet._src.training.engine import ArrayEngine, Engine, StreamEngine, Training
+from funcnet._src.training.engine import (
+    ArrayEngine,
+    Engine,
+    EpochResult,
+    StreamEngine,
+    Training,
+    value_range,
+)
 from funcnet._src.training.inference import eval_program, evaluate_arrays, predict
 from funcnet._src.training.keras_callbacks import BackupAndRestore
+from funcnet._src.training.model_cache import ModelCache
 from funcnet._src.training.precision import MixedPrecision, as_policy, check_loss_scale
+from funcnet._src.training.programs import shared_jit
 from funcnet._src.training.progress import Progress
 from funcnet._src.training.resume import as_manager, resume_fit
 from funcnet._src.training.sharded_eval import sharded_evaluator
@@ -280,6 +290,7 @@ def fit(
         net, loss_fn, optimizer, metric_fns, on_nonfinite, placement, policy, int(accumulate)
     )
     engine: Engine
+    y_range = None
     if _is_batch_stream(x, y):
         if validation_split:
             raise ValueError(
@@ -302,22 +313,28 @@ def fit(
             )
         # With a mesh, the data stays on the host until it is split over the devices.
         on_host = placement is not None
+        given_y = y
         x, y = as_arrays(x, "fit", "x", host=on_host), as_arrays(y, "fit", "y", host=on_host)
         if validation_split:
             if validation_data is not None:
                 raise ValueError("fit: give validation_data or validation_split, not both.")
             x, y, x_val, y_val = split_validation(x, y, validation_split)
             validation_data = (x_val, y_val)
+            given_y = y
         check_pair("fit", x, y)
+        # The targets' range is all their checks read: from the host copy when
+        # there is one, so that checking costs no device work.
+        if crossentropy_kind(loss_fn)[0] is not None:
+            y_range = value_range(given_y)
         input_spec = example_spec(x)
         ts, initial_epoch, history = _first_state(
             training, input_spec, key, train_state, resume, checkpoint
         )
         engine = ArrayEngine(
             training, x, y, batch_size=batch_size, shuffle=shuffle,
-            steps_per_execution=steps_per_execution, loop=loop, like=ts,
+            steps_per_execution=steps_per_execution, loop=loop, like=ts, y_range=y_range,
         )  # fmt: skip
-    _check_loss_inputs(training, ts, engine, x, y, batch_size)
+    _check_loss_inputs(training, ts, engine, x, y, batch_size, y_range)
     validator = _validator(net, loss_fn, metric_fns, validation_data, batch_size, ts, placement)
     if on_nonfinite == "stop" and not any(isinstance(c, TerminateOnNaN) for c in hooks):
         hooks.insert(0, TerminateOnNaN())
@@ -327,7 +344,23 @@ def fit(
     names = [*training.log_names, *(f"val_{n}" for n in training.log_names if validator)]
     run = Run(train_state=ts, history={**{n: [] for n in names}, **(history or {})}, epochs=epochs)
     progress = Progress(verbose, epochs, engine.steps_per_epoch)
-    _train(run, engine, hooks, saver, validator, progress, initial_epoch)
+    # Whether the optimizer state holds a learning rate to log: its structure
+    # is the run's, so it is looked up once.
+    logs_rate = injected_hyperparam(ts.opt_state, "learning_rate") is not None
+    # Several epochs per call of the compiled program when nothing needs the
+    # host between them: no validation, checkpoint, display or callback
+    # (TerminateOnNaN reads what the program reports), no learning rate to log.
+    host_free = (
+        validator is None
+        and saver is None
+        and verbose == 0
+        and all(type(hook) is TerminateOnNaN for hook in hooks)
+        # The program stops at a non-finite step only under "stop".
+        and (on_nonfinite == "stop" or not hooks)
+        and not logs_rate
+    )
+    most = getattr(engine, "max_epochs_per_call", 1) if host_free else 1
+    _train(run, engine, hooks, saver, validator, progress, initial_epoch, most, logs_rate)
     return FitResult(run.train_state, run.history, run.stop_reason, run.nonfinite)
 
 
@@ -357,15 +390,23 @@ def _first_state(
 
 
 def _check_loss_inputs(
-    training: Training, ts: TrainState, engine: Engine, x: Any, y: Any, batch_size: int | None
+    training: Training,
+    ts: TrainState,
+    engine: Engine,
+    x: Any,
+    y: Any,
+    batch_size: int | None,
+    y_range: np.ndarray | None = None,
 ) -> None:
     """Once per run, outside the compiled programs: a cross-entropy's targets and predictions.
 
     Inside the epoch program the loss sees tracers and cannot look at values,
     so -1/+1 labels or logits given to a probability loss would train without
     a word. Only the cross-entropies are checked, on the first batch's
-    predictions (one forward pass, the compiled ``predict`` program) and on
-    every target of in-memory ``y`` (the first batch's of a stream).
+    predictions (one forward pass, one compiled program) and on every target
+    of in-memory ``y`` (the first batch's of a stream). The target checks
+    read only the targets' smallest and largest value, so ``y_range``
+    (``[min, max]``) stands for in-memory ``y`` when given.
     """
     if crossentropy_kind(training.loss)[0] is None or jax.process_count() > 1:
         return
@@ -373,12 +414,30 @@ def _check_loss_inputs(
         if engine.pending is None:
             return
         x_first, y_first = engine.pending[1]
-        targets = y_first
-    else:
-        first = slice(0, min(batch_size or 32, jax.tree.leaves(x)[0].shape[0]))
-        x_first, targets = take(x, first), y
-    predictions = predict(training.net, ts.params, ts.state, x_first)
-    check_first_batch(training.loss, predictions, targets)
+        predictions = predict(training.net, ts.params, ts.state, x_first)
+        check_first_batch(training.loss, predictions, y_first)
+        return
+    size = min(batch_size or 32, jax.tree.leaves(x)[0].shape[0])
+    if not all(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(x)):
+        x = take(x, slice(0, size))  # host data (a mesh's): only the first rows go to a device
+    predictions = _first_rows_program(training.net, size)(ts.params, ts.state, x)
+    check_first_batch(training.loss, predictions, y if y_range is None else y_range)
+
+
+# The first-batch forward pass of the check above, one program per model and batch size.
+_FIRST_ROWS: ModelCache[Any] = ModelCache()
+
+
+def _first_rows_program(net: Layer, size: int) -> Any:
+    """``(params, state, x) -> predictions`` for the first ``size`` rows of ``x``, sliced inside."""
+
+    def build(weak_net: Layer) -> Any:
+        def forward(params: Any, state: Any, x: Any) -> Any:
+            return weak_net.apply(params, state, take(x, slice(0, size)), train=False)[0]
+
+        return shared_jit(forward)
+
+    return _FIRST_ROWS.get(net, ("first rows", size), build)
 
 
 def _validator(
@@ -450,6 +509,18 @@ def _log_learning_rate(ts: TrainState, logs: dict[str, float]) -> None:
         logs["learning_rate"] = float(np.asarray(rate))
 
 
+# A call that runs several epochs returns within about this long, so that
+# Ctrl-C and a stop are never far off even for epochs of long steps.
+_SECONDS_PER_CALL = 0.25
+
+
+def _epochs_next(left: int, most: int, seconds_per_epoch: float | None) -> int:
+    """Epochs for the next call of the compiled program: one until an epoch has been timed."""
+    if most == 1 or seconds_per_epoch is None:
+        return 1
+    return max(1, min(left, most, int(_SECONDS_PER_CALL / max(seconds_per_epoch, 1e-9))))
+
+
 def _train(
     run: Run,
     engine: Engine,
@@ -458,6 +529,8 @@ def _train(
     validator: Callable[[TrainState], dict[str, float]] | None,
     progress: Progress,
     initial_epoch: int,
+    epochs_per_call: int = 1,
+    logs_rate: bool = True,
 ) -> None:
     """Runs the epochs. ``run`` owns the train state: only this loop and the callbacks replace it.
 
@@ -465,6 +538,10 @@ def _train(
     state back; validation and the callbacks' own logs complete the epoch's
     logs, which go to the history; then every callback sees them read-only,
     and last ``fit``'s checkpoint saves the state the callbacks leave.
+
+    With ``epochs_per_call > 1`` (nothing needs the host between epochs)
+    one call of the engine trains several epochs, and their logs then go
+    through the same steps, epoch by epoch: the history is the same.
     """
     everyone = [*hooks, saver] if saver is not None else list(hooks)
     for hook in everyone:
@@ -472,27 +549,62 @@ def _train(
     for hook in everyone:
         hook.on_train_begin()
     try:
-        for epoch in range(initial_epoch, run.epochs):
-            run.epoch = epoch
-            for hook in everyone:
-                hook.on_epoch_begin(epoch, types.MappingProxyType({}))
-            run.train_state, result = engine.run_epoch(run.train_state, epoch, progress)
-            if run.nonfinite is None:
-                run.nonfinite = result.nonfinite
-            logs = dict(result.logs)
-            if validator is not None:
-                logs.update(validator(run.train_state))
-            _epoch_logs(hooks, epoch, logs)
-            _log_learning_rate(run.train_state, logs)
-            for name, value in logs.items():
-                run.history.setdefault(name, []).append(value)
-            view = types.MappingProxyType(logs)
-            for hook in everyone:
-                hook.on_epoch_end(epoch, view)
-            progress.epoch_done(epoch, logs)
+        epoch = initial_epoch
+        seconds_per_epoch: float | None = None
+        while epoch < run.epochs:
+            count = _epochs_next(run.epochs - epoch, epochs_per_call, seconds_per_epoch)
+            if count == 1:
+                run.epoch = epoch
+                for hook in everyone:
+                    hook.on_epoch_begin(epoch, types.MappingProxyType({}))
+            started = time.perf_counter()
+            if count == 1:
+                run.train_state, result = engine.run_epoch(run.train_state, epoch, progress)
+                results = [result]
+            else:
+                run.train_state, results = engine.run_epochs(  # type: ignore[attr-defined]
+                    run.train_state, epoch, count, progress
+                )
+            seconds_per_epoch = (time.perf_counter() - started) / len(results)
+            for result in results:
+                if count > 1:
+                    run.epoch = epoch
+                    for hook in everyone:
+                        hook.on_epoch_begin(epoch, types.MappingProxyType({}))
+                _end_epoch(run, result, hooks, everyone, validator, progress, epoch, logs_rate)
+                epoch += 1
+                if run.stop_training:
+                    break
             if run.stop_training:
                 break
         for hook in everyone:
             hook.on_train_end()
     finally:
         progress.close(run.stop_reason, run.epoch)
+
+
+def _end_epoch(
+    run: Run,
+    result: EpochResult,
+    hooks: Sequence[Callback],
+    everyone: Sequence[Callback],
+    validator: Callable[[TrainState], dict[str, float]] | None,
+    progress: Progress,
+    epoch: int,
+    logs_rate: bool,
+) -> None:
+    """An epoch's logs completed (validation, callbacks' logs), recorded, shown to every callback."""
+    if run.nonfinite is None:
+        run.nonfinite = result.nonfinite
+    logs = dict(result.logs)
+    if validator is not None:
+        logs.update(validator(run.train_state))
+    _epoch_logs(hooks, epoch, logs)
+    if logs_rate:
+        _log_learning_rate(run.train_state, logs)
+    for name, value in logs.items():
+        run.history.setdefault(name, []).append(value)
+    view = types.MappingProxyType(logs)
+    for hook in everyone:
+        hook.on_epoch_end(epoch, view)
+    progress.epoch_done(epoch, logs)
