@@ -92,7 +92,11 @@ from funcnet._src.layers import Silu as Silu
 from funcnet._src.layers import SimpleRNN as SimpleRNN
 from funcnet._src.layers import Softmax as Softmax
 from funcnet._src.layers import Softplus as Softplus
+from funcnet._src.layers import SpatialDropout1D as SpatialDropout1D
+from funcnet._src.layers import SpatialDropout2D as SpatialDropout2D
+from funcnet._src.layers import SpatialDropout3D as SpatialDropout3D
 from funcnet._src.layers import Tanh as Tanh
+from funcnet._src.layers import pass_mask as pass_mask
 from funcnet._src.losses import LOSSES as LOSSES
 from funcnet._src.losses import binary_crossentropy as binary_crossentropy
 from funcnet._src.losses import categorical_crossentropy as categorical_crossentropy
@@ -202,6 +206,9 @@ __all__ = [
     "SinusoidalPositions",
     "Softmax",
     "Softplus",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
     "Tanh",
     "TensorBoard",
     "TerminateOnNaN",
@@ -252,6 +259,7 @@ __all__ = [
     "mse",
     "multi_loss",
     "parallel",
+    "pass_mask",
     "place_like",
     "place_train_state",
     "predict",

@@ -336,14 +336,16 @@ def test_a_model_used_as_a_layer_is_rebuilt_inside():
     assert_same_predictions(model, *converted(model), data(4, 3))
 
 
-def test_call_options_other_than_the_causal_mask_are_refused():
+def test_call_options_other_than_the_attention_masks_are_refused():
+    # attention_mask= and use_causal_mask= convert (tests/test_attention_masks.py);
+    # a padding mask given by hand is refused.
     q = keras.Input((4, 2))
-    mask = keras.Input((4, 4), dtype="bool")
-    out = L.MultiHeadAttention(1, 2, name="att")(q, q, attention_mask=mask)
+    mask = keras.Input((4,), dtype="bool")
+    out = L.MultiHeadAttention(1, 2, name="att")(q, q, value_mask=mask)
     with pytest.raises(
         ValueError,
         match=r"layer 'att' \(MultiHeadAttention\) is called with "
-        r"attention_mask=.*masks and call options are not carried over",
+        r"value_mask=.*masks and call options are not carried over",
     ):
         fn.from_keras(keras.Model([q, mask], out))
 
@@ -392,9 +394,9 @@ def test_a_sequential_without_input_shape_is_refused():
          r"convolutions.*channels-last"),
         (L.Dense(2, activation=lambda x: x * 2, name="d"), (3,),
          r"layer 'd' \(Dense\): activation=.* is not supported\. funcnet knows the activations"),
-        (L.GroupNormalization(2, axis=1, name="n"), (4, 2),
-         r"layer 'n' \(GroupNormalization\): axis=1 is not supported\. funcnet normalises over "
-         r"the last axis only"),
+        (L.RMSNormalization(axis=1, name="n"), (4, 4),
+         r"layer 'n' \(RMSNormalization\): axis=\[1\] is not supported\. Keras's "
+         r"RMSNormalization lines its scale up with the input's last axes"),
     ],
     ids=["unknown-layer", "channels-first", "custom-activation", "norm-axis"],
 )  # fmt: skip

@@ -43,3 +43,13 @@ CASES.append(
         id="into-masked-recurrent",
     )
 )
+
+# pass_mask carries Masking's mask past a Dense to the masked recurrent layer.
+CASES.append(
+    Case(
+        "pass_mask",
+        lambda: fn.serial(fn.Masking(0.0), fn.pass_mask(fn.Dense(3)), fn.SimpleRNN(2, masked=True)),
+        (None, 3, 2),
+        id="dense-into-masked-recurrent",
+    )
+)

@@ -22,4 +22,15 @@ CASES = [
     Case("GroupNorm", lambda: fn.GroupNorm(2), (None, 3, 4)),
     Case("GroupNorm", lambda: fn.GroupNorm(3), (None, 2, 2, 6), id="2d"),
     Case("Dropout", lambda: fn.Dropout(0.5), (None, 4)),
+    Case(
+        "Dropout",
+        lambda: fn.Dropout(0.5, noise_shape=(None, 1, None)),
+        (None, 3, 4),
+        id="noise-shape",
+    ),
+    Case("SpatialDropout1D", lambda: fn.SpatialDropout1D(0.5), (None, 3, 4)),
+    Case("SpatialDropout2D", lambda: fn.SpatialDropout2D(0.5), (None, 2, 3, 4)),
+    Case("SpatialDropout3D", lambda: fn.SpatialDropout3D(0.5), (None, 2, 2, 3, 4)),
+    Case("GroupNorm", lambda: fn.GroupNorm(2, axis=1), (None, 4, 3), id="channels-first"),
+    Case("RMSNorm", lambda: fn.RMSNorm(axis=(1, 2)), (None, 3, 4), id="axes"),
 ]

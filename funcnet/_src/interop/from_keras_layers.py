@@ -45,8 +45,13 @@ from funcnet._src.layers import (
     MultiHeadAttention,
     Relu,
     Reshape,
+    RMSNorm,
     SimpleRNN,
     Softmax,
+    SpatialDropout1D,
+    SpatialDropout2D,
+    SpatialDropout3D,
+    pass_mask,
 )
 
 
@@ -200,14 +205,21 @@ def _rescaling(info: KerasLayerInfo) -> Converted:
 
 def _dropout(info: KerasLayerInfo) -> Converted:
     layer, cfg = info.layer, info.config
-    if cfg.get("noise_shape") is not None:
-        raise unsupported(
-            layer,
-            f"noise_shape={cfg['noise_shape']!r}",
-            "funcnet's Dropout drops each element independently; remove noise_shape (it "
-            "only matters in training: predictions are unchanged).",
-        )
-    return Converted(Dropout(cfg["rate"], name=layer.name), {}, {})
+    noise_shape = cfg.get("noise_shape")
+    if noise_shape is not None:
+        noise_shape = tuple(noise_shape)
+    return Converted(Dropout(cfg["rate"], noise_shape=noise_shape, name=layer.name), {}, {})
+
+
+def _spatial_dropout(info: KerasLayerInfo) -> Converted:
+    layer, cfg = info.layer, info.config
+    spatial_rank = len(info.input_shapes[0]) - 2
+    if cfg.get("data_format", "channels_last") == "channels_first":
+        # Keras's channels-first spatial dropout is Dropout with this noise_shape.
+        noise_shape = (None, None, *(1,) * spatial_rank)
+        return Converted(Dropout(cfg["rate"], noise_shape=noise_shape, name=layer.name), {}, {})
+    make = {1: SpatialDropout1D, 2: SpatialDropout2D, 3: SpatialDropout3D}[spatial_rank]
+    return Converted(make(cfg["rate"], name=layer.name), {}, {})
 
 
 def _flatten(info: KerasLayerInfo) -> Converted:
@@ -332,6 +344,8 @@ def _global_pool(kind: str) -> Callable[[KerasLayerInfo], Converted]:
             "funcnet's global pools drop the pooled axes; use keepdims=False "
             "(and a Reshape after it if the axes are needed).",
         )
+        if info.options.get("masked"):  # only GlobalAveragePooling1D reads a mask (Keras too)
+            return Converted(GlobalAvgPool(name=layer.name, masked=True), {}, {})
         make = GlobalMaxPool if kind == "max" else GlobalAvgPool
         return Converted(make(name=layer.name), {}, {})
 
@@ -369,17 +383,6 @@ def _batch_norm(info: KerasLayerInfo) -> Converted:
     return Converted(net, _affine(w), state)
 
 
-def _last_axis_only(info: KerasLayerInfo, axis: Any) -> None:
-    rank = len(info.input_shapes[0])
-    axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
-    if [a % rank for a in axes] != [rank - 1]:
-        raise unsupported(
-            info.layer,
-            f"axis={axis!r}",
-            "funcnet normalises over the last axis only; use axis=-1.",
-        )
-
-
 def _layer_norm(info: KerasLayerInfo) -> Converted:
     layer, cfg = info.layer, info.config
     _require(
@@ -398,17 +401,46 @@ def _layer_norm(info: KerasLayerInfo) -> Converted:
 
 def _group_norm(info: KerasLayerInfo) -> Converted:
     layer, cfg = info.layer, info.config
-    _last_axis_only(info, cfg["axis"])
-    channels = int(info.input_shapes[0][-1] or 0)  # a built layer knows its channels
+    axis = cfg["axis"]
+    if not isinstance(axis, int):
+        raise unsupported(layer, f"axis={axis!r}", "Give GroupNormalization one channel axis.")
+    channels = int(info.input_shapes[0][axis] or 0)  # a built layer knows its channels
     groups = channels if cfg["groups"] == -1 else cfg["groups"]
+    rank = len(info.input_shapes[0])
     net = GroupNorm(
         groups,
         epsilon=cfg["epsilon"],
+        axis=-1 if axis % rank == rank - 1 else axis % rank,
         use_scale=cfg["scale"],
         use_bias=cfg["center"],
         name=layer.name,
     )
     return Converted(net, _affine(_weights(layer)), {})
+
+
+def _rms_norm(info: KerasLayerInfo) -> Converted:
+    layer, cfg = info.layer, info.config
+    rank = len(info.input_shapes[0])
+    axis = cfg["axis"]
+    axes = sorted(axis) if isinstance(axis, (list, tuple)) else [axis]  # Keras's own order
+    trailing = list(range(rank - len(axes), rank))
+    if [a % rank for a in axes] != trailing:
+        # Keras multiplies its scale [sizes of axes] into x from the right, so it
+        # scales the normalised axes only when they are the last ones.
+        raise unsupported(
+            layer,
+            f"axis={axis!r}",
+            "Keras's RMSNormalization lines its scale up with the input's last axes (it "
+            f"broadcasts from the right), not with the axes it normalises over ({axes} here, "
+            f"the last being {trailing}); funcnet's RMSNorm scales the normalised axes. Use "
+            "trailing axes (axis=-1, or e.g. [1, 2] for [batch, time, features]).",
+        )
+    net = RMSNorm(
+        epsilon=cfg["epsilon"],
+        axis=-1 if trailing == [rank - 1] else tuple(trailing),
+        name=layer.name,
+    )
+    return Converted(net, {"scale": _array(_weights(layer)["scale"])}, {})
 
 
 # --------------------------------------------------------------------------
@@ -417,9 +449,38 @@ def _group_norm(info: KerasLayerInfo) -> Converted:
 
 def _merge(fn: Callable[[tuple], Any], name: str) -> Callable[[KerasLayerInfo], Converted]:
     def convert(info: KerasLayerInfo) -> Converted:
-        return Converted(Lambda(fn, name=info.layer.name or name), {}, {})
+        return _masks_merged(info, Lambda(fn, name=info.layer.name or name))
 
     return convert
+
+
+def _masks_merged(info: KerasLayerInfo, merge: Layer) -> Converted:
+    """An elementwise merge; where inputs carry sequence masks, Keras's Merge.compute_mask:
+    ``merge`` runs on the arrays and the output carries the AND of the inputs' masks."""
+    flags = tuple(info.options.get("masked_inputs", ()))
+    if not any(flags):
+        return Converted(merge, {}, {})
+
+    def split(items: Any) -> tuple[tuple, list]:
+        arrays = tuple(item[0] if masked else item for item, masked in zip(items, flags))
+        return arrays, [item[1] for item, masked in zip(items, flags) if masked]
+
+    def init(key: Any, input_shape: Any) -> tuple[Any, Params, State]:
+        arrays, masks = split(input_shape)
+        out_shape, params, state = merge.init(key, arrays)
+        return (out_shape, tuple(masks[0])), params, state
+
+    def apply(
+        params: Params, state: State, x: Any, *, key: Any = None, train: bool = False
+    ) -> tuple[Any, State]:
+        arrays, masks = split(x)
+        y, state = merge.apply(params, state, arrays, key=key, train=train)
+        mask = masks[0]
+        for other in masks[1:]:
+            mask = mask & other
+        return (y, mask), state
+
+    return Converted(Layer(init, apply, info.layer.name), {}, {})
 
 
 def _subtract(xs: tuple) -> Any:
@@ -452,7 +513,7 @@ def _minimum(xs: tuple) -> Any:
 
 
 def _add(info: KerasLayerInfo) -> Converted:
-    return Converted(fan_in_sum(name=info.layer.name), {}, {})
+    return _masks_merged(info, fan_in_sum(name=info.layer.name))
 
 
 def _concatenate(info: KerasLayerInfo) -> Converted:
@@ -561,17 +622,17 @@ def _multi_head_attention(info: KerasLayerInfo) -> Converted:
         )
     rank = len(info.input_shapes[0])
     axes = cfg.get("attention_axes")
-    if axes is not None and [a % rank for a in axes] != [1]:
+    axes = None if axes is None else tuple(axes) if isinstance(axes, (list, tuple)) else (axes,)
+    causal = bool(info.options.get("use_causal_mask", False))
+    masked = bool(info.options.get("masked"))
+    # Keras builds its causal mask and reads padding masks along axis 1 of rank-3 inputs only.
+    if (causal or masked) and (rank != 3 or (axes is not None and [a % rank for a in axes] != [1])):
         raise unsupported(
             layer,
-            f"attention_axes={axes!r}",
-            "funcnet attends over the sequence axis of [batch, length, features] inputs only.",
-        )
-    if rank != 3:
-        raise unsupported(
-            layer,
-            f"a query of rank {rank}",
-            "funcnet's MultiHeadAttention takes [batch, length, features].",
+            f"{'use_causal_mask=True' if causal else 'a padding mask'} with attention over "
+            f"axes {axes} of a rank-{rank} query",
+            "funcnet applies causal and padding masks over the sequence axis of [batch, "
+            "length, features] inputs: pass an explicit attention_mask instead.",
         )
     _require(layer, cfg, "use_gate", (False,), "Use use_gate=False.")
     _require(layer, cfg, "sliding_window", (None,), "Use sliding_window=None.")
@@ -589,8 +650,11 @@ def _multi_head_attention(info: KerasLayerInfo) -> Converted:
         cfg.get("value_dim") or cfg["key_dim"],
         output_shape,
         # Keras's causal mask is funcnet's: query i attends to keys j <= i.
-        causal=info.options.get("use_causal_mask", False),
+        causal=causal,
         use_bias=cfg["use_bias"],
+        attention_axes=axes,
+        # Keras's query_mask and value_mask: the (x, mask) pairs from_keras threads.
+        masked=masked,
         name=layer.name,
     )
     # Keras's projections have funcnet's layouts: [features, heads, size] and
@@ -639,6 +703,10 @@ CONVERTERS: dict[str, Callable[[KerasLayerInfo], Converted]] = {
     "BatchNormalization": _batch_norm,
     "LayerNormalization": _layer_norm,
     "GroupNormalization": _group_norm,
+    "RMSNormalization": _rms_norm,
+    "SpatialDropout1D": _spatial_dropout,
+    "SpatialDropout2D": _spatial_dropout,
+    "SpatialDropout3D": _spatial_dropout,
     "Add": _add,
     "Concatenate": _concatenate,
     "Subtract": _merge(_subtract, "Subtract"),
@@ -655,7 +723,36 @@ CONVERTERS: dict[str, Callable[[KerasLayerInfo], Converted]] = {
 }
 """Every Keras layer class ``from_keras`` converts, by its class name."""
 
-_MASK_CONSUMERS = ("SimpleRNN", "LSTM", "GRU", "Bidirectional")
+# Keras's elementwise merges AND their inputs' masks (Merge.compute_mask).
+_ELEMENTWISE_MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
+_MASK_CONSUMERS = (
+    "SimpleRNN",
+    "LSTM",
+    "GRU",
+    "Bidirectional",
+    "MultiHeadAttention",
+    "GlobalAveragePooling1D",
+    *_ELEMENTWISE_MERGES,
+)
+
+# Keras layers with supports_masking whose call ignores the mask and whose
+# compute_mask returns it unchanged: their twins run under pass_mask.
+# (Softmax and BatchNormalization read the mask, RMSNormalization drops it: refused.)
+_MASK_PASSERS = (
+    "Activation",
+    "Dense",
+    "Dropout",
+    "ELU",
+    "GroupNormalization",
+    "Identity",
+    "LayerNormalization",
+    "LeakyReLU",
+    "ReLU",
+    "Rescaling",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+)
 
 
 def _masking(info: KerasLayerInfo) -> Converted:
@@ -672,6 +769,12 @@ def mask_out(info: KerasLayerInfo) -> bool:
         return True
     if not info.options.get("masked"):
         return False
+    if kind in _MASK_PASSERS:
+        return True
+    if kind == "MultiHeadAttention":  # Keras's output carries the query's mask
+        return bool(info.options.get("masked_inputs", (False,))[0])
+    if kind in _ELEMENTWISE_MERGES:
+        return True
     # Recurrent layers pass the mask on with their sequences, as Keras's compute_mask.
     return bool(getattr(info.layer, "return_sequences", False))
 
@@ -679,13 +782,15 @@ def mask_out(info: KerasLayerInfo) -> bool:
 def convert_layer(info: KerasLayerInfo) -> Converted:
     """The funcnet twin of one Keras layer call, or an error naming what is missing."""
     kind = type(info.layer).__name__
-    if info.options.get("masked") and kind not in _MASK_CONSUMERS:
+    masked = bool(info.options.get("masked"))
+    if masked and kind not in _MASK_CONSUMERS + _MASK_PASSERS:
         raise unsupported(
             info.layer,
             "a sequence mask (from Masking or Embedding(mask_zero=True)) reaching this layer",
-            "funcnet carries masks into SimpleRNN, LSTM, GRU and Bidirectional only: put the "
-            "recurrent layer right after the mask's source (or after another recurrent layer "
-            "with return_sequences=True), or build the model without the mask.",
+            f"funcnet carries masks into {', '.join(_MASK_CONSUMERS)}, and past "
+            f"{', '.join(_MASK_PASSERS)} (which pass them on unread, as in Keras): put the "
+            "recurrent layer before this one (after the mask's source, or after another "
+            "recurrent layer with return_sequences=True), or build the model without the mask.",
         )
     if info.options.get("keras_mask") and not info.options.get("masked"):
         raise unsupported(
@@ -701,4 +806,9 @@ def convert_layer(info: KerasLayerInfo) -> Converted:
             f"layers: {', '.join(sorted(CONVERTERS))} (docs/keras.md). Rebuild the model "
             "from these, or convert the rest by hand with funcnet layers."
         )
-    return converter(info)
+    converted = converter(info)
+    if masked and kind in _MASK_PASSERS:
+        # funcnet's twin takes x alone: it runs on x and the mask goes on beside it.
+        wrapped = pass_mask(converted.layer)
+        return Converted(wrapped, converted.params, converted.state)
+    return converted

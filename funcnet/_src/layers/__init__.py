@@ -26,9 +26,14 @@ from funcnet._src.layers.attention import MultiHeadAttention
 from funcnet._src.layers.bidirectional import Bidirectional
 from funcnet._src.layers.conv import Conv, ConvTranspose
 from funcnet._src.layers.dense import Dense
-from funcnet._src.layers.dropout import Dropout
+from funcnet._src.layers.dropout import (
+    Dropout,
+    SpatialDropout1D,
+    SpatialDropout2D,
+    SpatialDropout3D,
+)
 from funcnet._src.layers.embed import Embedding
-from funcnet._src.layers.masking import Masking
+from funcnet._src.layers.masking import Masking, pass_mask
 from funcnet._src.layers.norm import BatchNorm, GroupNorm, LayerNorm, RMSNorm
 from funcnet._src.layers.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
 from funcnet._src.layers.recurrent import GRU, LSTM, SimpleRNN
@@ -69,9 +74,13 @@ __all__ = [
     "SimpleRNN",
     "Softmax",
     "Softplus",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
     "Tanh",
     "check_flags",
     "get_activation",
     "optional_positive_int",
+    "pass_mask",
     "positive_int",
 ]

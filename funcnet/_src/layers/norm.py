@@ -7,8 +7,10 @@ statistics run over:
 
 * ``BatchNorm``: every axis but the feature axis (the batch and any spatial
   axes). It keeps running statistics in ``state`` for inference.
-* ``LayerNorm`` and ``RMSNorm``: the last (feature) axis of each example.
-* ``GroupNorm``: the spatial axes and the channels of one group, per example.
+* ``LayerNorm`` and ``RMSNorm``: the last (feature) axis of each example, or
+  the axes given as ``axis``.
+* ``GroupNorm``: the spatial axes and the channels of one group, per example
+  (the channels on the last axis, or on ``axis``).
 
 The decisions (statistics in float32, biased two-pass variance, Keras's
 defaults) are in ``docs/layers-norm-dropout-embed.md`` and ``docs/keras.md``.
@@ -147,31 +149,40 @@ def _feature_norm(
 
     Statistics run over the last axis (LayerNorm; RMSNorm without ``center``),
     or over ``axis`` with params shaped as those axes, or, with ``num_groups``,
-    over the spatial axes and one group of channels.
+    over the other non-batch axes and one group of the channels on ``axis[0]``.
     """
     last_only = axis == (-1,)
     _check_epsilon(name, epsilon)
     check_flags(name, use_scale=use_scale, use_bias=use_bias)
 
-    def check_groups(shape: tuple) -> None:
-        if num_groups is not None and shape[-1] % num_groups:
+    def channel_axis(shape: tuple) -> int:
+        """GroupNorm's channel axis as a non-negative position (never the batch)."""
+        return _resolve_axes(name, axis, shape)[0]
+
+    def check_groups(shape: tuple, c: int) -> None:
+        if num_groups is not None and shape[c] % num_groups:
+            where = "the last axis" if c == len(shape) - 1 else f"axis {c}"
             raise shape_error(
                 name,
-                f"num_groups={num_groups} must divide the number of channels (the last axis), "
-                f"got input of shape {shape} with {shape[-1]} channels. Choose a num_groups "
-                f"that divides {shape[-1]}.",
+                f"num_groups={num_groups} must divide the number of channels ({where}), "
+                f"got input of shape {shape} with {shape[c]} channels. Choose a num_groups "
+                f"that divides {shape[c]}.",
             )
 
     def init(key: jax.Array, input_shape: InputShape) -> tuple[Shape, Params, State]:
         del key
         shape = _float_input_shape(name, input_shape, min_rank=2)
+        if num_groups is not None:
+            c = channel_axis(shape)
+            what = "last (channel)" if c == len(shape) - 1 else f"axis {c} (channel)"
+            channels = _known(name, shape[c], what, shape)
+            check_groups(shape, c)
+            return shape, _affine_params(channels, use_scale, use_bias, param_dtype), {}
         if not last_only:
             axes = _resolve_axes(name, axis, shape)
             sizes = tuple(_known(name, shape[a], f"axis {a}", shape) for a in axes)
             return shape, _affine_params(sizes, use_scale, use_bias, param_dtype), {}
-        what = "last (feature)" if num_groups is None else "last (channel)"
-        features = _known(name, shape[-1], what, shape)
-        check_groups(shape)
+        features = _known(name, shape[-1], "last (feature)", shape)
         return shape, _affine_params(features, use_scale, use_bias, param_dtype), {}
 
     def apply(
@@ -193,7 +204,7 @@ def _feature_norm(
             )
         compute_dtype = dtype or x.dtype
         x_stats = x.astype(_stats_dtype(compute_dtype))
-        if not last_only:
+        if num_groups is None and not last_only:
             axes = _resolve_axes(name, axis, x.shape)
             sizes = tuple(x.shape[a] for a in axes)
             if params and next(iter(params.values())).shape != sizes:
@@ -206,17 +217,21 @@ def _feature_norm(
             y = _normalize(x_stats, axes, epsilon, center=center)
             per_axis = tuple(x.shape[i] if i in axes else 1 for i in range(x.ndim))
             return _affine(y, params, per_axis).astype(compute_dtype), state
+        c = x.ndim - 1 if num_groups is None else channel_axis(x.shape)
         if params:
-            _check_features(name, x, -1, next(iter(params.values())).shape[0])
-        check_groups(x.shape)
+            _check_features(
+                name, x, c if c < x.ndim - 1 else -1, next(iter(params.values())).shape[0]
+            )
         if num_groups is None:
             y = _normalize(x_stats, -1, epsilon, center=center)
         else:
-            grouped = x_stats.reshape((*x.shape[:-1], num_groups, x.shape[-1] // num_groups))
-            # Per example and group: every axis but the batch axis and the group axis.
-            axes = (*range(1, x.ndim - 1), x.ndim)
+            check_groups(x.shape, c)
+            size = x.shape[c] // num_groups
+            grouped = x_stats.reshape((*x.shape[:c], num_groups, size, *x.shape[c + 1 :]))
+            # Per example and group: every axis but the batch axis and the group axis c.
+            axes = tuple(i for i in range(1, x.ndim + 1) if i != c)
             y = _normalize(grouped, axes, epsilon).reshape(x.shape)
-        per_feature = (1,) * (x.ndim - 1) + (x.shape[-1],)
+        per_feature = tuple(x.shape[c] if i == c else 1 for i in range(x.ndim))
         return _affine(y, params, per_feature).astype(compute_dtype), state
 
     return Layer(init, apply, name)
@@ -384,6 +399,7 @@ def LayerNorm(
 def RMSNorm(
     *,
     epsilon: float = 1e-6,
+    axis: int | tuple[int, ...] = -1,
     use_scale: bool = True,
     dtype: Any = None,
     param_dtype: Any = jnp.float32,
@@ -396,6 +412,10 @@ def RMSNorm(
 
     Args:
         epsilon: added to the mean square before the square root.
+        axis: the axis, or tuple of axes, the mean square is taken over (never
+            the batch axis 0), as Keras's ``RMSNormalization(axis=...)``;
+            ``scale`` then has those axes' sizes, e.g. ``axis=(1, 2)`` over
+            ``[batch, time, features]`` gives ``scale`` ``[time, features]``.
         use_scale: whether to learn ``scale``.
         dtype: the output dtype; None keeps the input's. Statistics are float32.
         param_dtype: the dtype in which ``scale`` is stored.
@@ -412,14 +432,22 @@ def RMSNorm(
         >>> y, _ = net.apply(params, state, jnp.array([[3.0, 4.0]]))
         >>> [round(v, 3) for v in y[0].tolist()]  # [3, 4] / sqrt(12.5)
         [0.849, 1.131]
+        >>> over_time = fn.RMSNorm(axis=1)  # per feature, over the steps of [batch, time, features]
+        >>> _, params, _ = over_time.init(jax.random.key(0), (None, 2, 3))
+        >>> params["scale"].shape
+        (2,)
     """
-    return _feature_norm(name, epsilon, use_scale, False, dtype, param_dtype, center=False)
+    axes = _check_axis(name, axis)
+    return _feature_norm(
+        name, epsilon, use_scale, False, dtype, param_dtype, center=False, axis=axes
+    )
 
 
 def GroupNorm(
     num_groups: int = 32,
     *,
     epsilon: float = 1e-3,
+    axis: int = -1,
     use_scale: bool = True,
     use_bias: bool = True,
     dtype: Any = None,
@@ -428,7 +456,7 @@ def GroupNorm(
 ) -> Layer:
     """Group normalization of channels-last inputs, per example.
 
-    The ``channels`` are split into ``num_groups`` contiguous groups; each
+    The ``channels`` (the last axis, or ``axis``) are split into ``num_groups`` contiguous groups; each
     group of each example is normalised with the mean and biased variance
     over the spatial axes and that group's channels. ``num_groups=1`` is a
     LayerNorm over all non-batch axes; ``num_groups=channels`` is instance
@@ -439,6 +467,10 @@ def GroupNorm(
             32 by default, as Keras's ``GroupNormalization(groups=32)`` and Flax's.
         epsilon: added to the variance before the square root; 1e-3 as in Keras
             (Flax uses 1e-6).
+        axis: the channel axis (not the batch axis 0), as Keras's
+            ``GroupNormalization(axis=...)``: -1 for channels-last, 1 for
+            ``[batch, channels, ...]``. The statistics run over every other
+            non-batch axis and the channels of one group.
         use_scale: whether to learn ``scale``.
         use_bias: whether to learn ``bias``.
         dtype: the output dtype; None keeps the input's. Statistics are float32.
@@ -456,8 +488,21 @@ def GroupNorm(
         >>> y, _ = net.apply(params, state, jnp.array([[1.0, 3.0, 10.0, 30.0]]))
         >>> y.round(3)
         Array([[-1., 1., -1., 1.]], dtype=float32)
+        >>> first = fn.GroupNorm(2, axis=1)  # channels-first: [batch, channels, length]
+        >>> y, _ = first.apply(params, state, jnp.array([[[1.0], [3.0], [10.0], [30.0]]]))
+        >>> y[..., 0].round(3)
+        Array([[-1., 1., -1., 1.]], dtype=float32)
     """
     num_groups = positive_int(name, "num_groups", num_groups)
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise TypeError(f"{name}: axis must be an integer (the channel axis), got {axis!r}.")
     return _feature_norm(
-        name, epsilon, use_scale, use_bias, dtype, param_dtype, num_groups=num_groups
+        name,
+        epsilon,
+        use_scale,
+        use_bias,
+        dtype,
+        param_dtype,
+        num_groups=num_groups,
+        axis=(axis,),
     )
