@@ -229,6 +229,17 @@ def test_dropout_drops_whole_broadcast_slices_as_keras(which):
     np.testing.assert_array_equal(jitted(x, jax.random.key(3)), eager)
 
 
+def test_channels_first_spatial_dropout_converts_to_its_keras_meaning():
+    with jax.numpy_rank_promotion("allow"):
+        twin = L.SpatialDropout2D(RATE, data_format="channels_first")
+        model = keras.Sequential([keras.Input((8, 3, 4)), twin])
+        x = jnp.ones((16, 8, 3, 4))
+        assert_whole_slices_dropped(twin(x, training=True), (2, 3))  # Keras: axis 1 channels
+    net, params, state = fn.from_keras(model)
+    y, _ = net.apply(params, state, x, train=True, key=0)
+    assert_whole_slices_dropped(y, (2, 3))
+
+
 def test_a_single_int_entry_of_noise_shape_and_default_dropout_are_kept():
     x = jnp.ones((4, 6))
     # No noise_shape: the mask Dropout always drew, bit for bit.

@@ -136,6 +136,12 @@ def _arguments(node: Any) -> tuple[tuple[int, ...], int, dict[str, Any]]:
         query, value = given["query"], given["value"]
         key = given.get("key") if given.get("key") is not None else value
         ids = tuple(id(t) for t in (query, key, value))
+        # Keras's attention_mask [batch, Tq, Tk] is one more input: (query, key, value, mask).
+        attention_mask = kwargs.pop("attention_mask", None)
+        if attention_mask is not None:
+            ids = (*ids, id(attention_mask))
+        elif len(set(ids)) == 1:
+            ids = ids[:1]  # self-attention: funcnet's x, or the (x, mask) pair of a masked x
         # The causal mask is the layer's to build (funcnet's causal=True): keep it aside.
         options: dict[str, Any] = {"use_causal_mask": bool(kwargs.pop("use_causal_mask", False))}
     else:
@@ -269,9 +275,12 @@ def from_keras(model: Any) -> tuple[Layer, Params, State]:
     float32 rounding) and trains further with :func:`funcnet.fit`.
 
     Supported layers are listed in docs/keras.md; a layer or an option that
-    funcnet cannot express (a Masking layer, ``mask_zero=True``,
-    ``data_format='channels_first'``, RNN dropout, a subclassed model...) is
-    refused with an error naming the Keras layer, the option and the fix.
+    funcnet cannot express (a sequence mask reaching a layer that reads or
+    drops it, ``data_format='channels_first'`` convolutions, a subclassed
+    model...) is refused with an error naming the Keras layer, the option
+    and the fix. Masks from ``Masking`` and ``Embedding(mask_zero=True)``
+    reach the recurrent layers past the layers Keras lets them through
+    (Dense, Dropout, activations, LayerNormalization...: ``fn.pass_mask``).
 
     Args:
         model: a Keras 3 model whose inputs have known shapes (a Sequential
@@ -328,7 +337,11 @@ def from_keras(model: Any) -> tuple[Layer, Params, State]:
             call.layer,
             call.layer.get_config(),
             tuple(shapes[t] for t in call.inputs),
-            {**call.options, "masked": mask_in},
+            {
+                **call.options,
+                "masked": mask_in,
+                "masked_inputs": tuple(t in masked for t in call.inputs),
+            },
         )
         converted.append(convert_layer(info))
         if mask_out(info):
