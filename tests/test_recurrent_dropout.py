@@ -83,7 +83,7 @@ def test_inference_and_rate_zero_are_bit_identical_to_no_dropout():
 def _identity_rnn(kind_of_dropout, rate, features=4):
     """SimpleRNN weights that show a mask: linear, w = I, u = I, no bias."""
     kwargs = {kind_of_dropout: rate, "use_bias": False, "return_sequences": True}
-    k = L.SimpleRNN(features, activation=None, **kwargs)
+    k = L.SimpleRNN(features, activation=None, seed=0, **kwargs)  # seeded: a fixed draw
     keras_call(k, np.zeros((1, 3, features), np.float32))
     eye = np.eye(features, dtype=np.float32)
     k.set_weights([eye, eye])
@@ -109,8 +109,8 @@ def test_one_input_mask_per_sequence_with_the_dropout_scale_as_keras():
         # A unit dropped at one step is dropped at every step: one mask per sequence.
         np.testing.assert_array_equal(y[:, 1:], np.broadcast_to(y[:, :1], y[:, 1:].shape))
         assert np.all(np.isclose(y, 0.0) | np.isclose(y, scale))  # dropped, or scaled up
-        assert abs((y[:, 0] > 0).mean() - (1 - rate)) < 0.04  # 2000 draws: 4.5 sigma
-        assert abs(y.mean() - 1.0) < 0.07  # kept units scaled: the mean is kept
+        assert abs((y[:, 0] > 0).mean() - (1 - rate)) < 0.04  # 2000 draws: 3.6 sigma
+        assert abs(y.mean() - 1.0) < 0.07  # kept units scaled: the mean is kept (3.8 sigma)
         assert len({row.tobytes() for row in y[:, 0] > 0}) > 1  # each sequence its own mask
 
 
@@ -132,7 +132,7 @@ def test_one_recurrent_mask_per_sequence_as_keras():
 def _kept_fraction_lstm(keras_layer_options, funcnet_options):
     """LSTM with linear gates, w = I per gate, u = 0, b = 0: h_1 = m_o * m_i * m_c on ones."""
     units = 4
-    k = L.LSTM(units, activation=None, recurrent_activation=None, **keras_layer_options)
+    k = L.LSTM(units, activation=None, recurrent_activation=None, seed=0, **keras_layer_options)
     keras_call(k, np.zeros((1, 1, units), np.float32))
     w = np.tile(np.eye(units, dtype=np.float32), (1, 4))
     k.set_weights([w, np.zeros((units, 4 * units), np.float32), np.zeros(4 * units, np.float32)])
