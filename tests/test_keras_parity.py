@@ -92,6 +92,9 @@ LAYER_DEFAULTS = [
     (fn.LSTM, "return_state", lambda: keras.layers.LSTM(1), "return_state"),
     (fn.GRU, "activation", lambda: keras.layers.GRU(1), "activation"),
     (fn.GRU, "recurrent_activation", lambda: keras.layers.GRU(1), "recurrent_activation"),
+    (fn.LSTM, "dropout", lambda: keras.layers.LSTM(1), "dropout"),
+    (fn.GRU, "recurrent_dropout", lambda: keras.layers.GRU(1), "recurrent_dropout"),
+    (fn.SimpleRNN, "go_backwards", lambda: keras.layers.SimpleRNN(1), "go_backwards"),
     (fn.MultiHeadAttention, "use_bias", lambda: keras.layers.MultiHeadAttention(1, 1), "use_bias"),
     (
         fn.Bidirectional,
