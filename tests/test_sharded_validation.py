@@ -65,9 +65,15 @@ def cases():
     one, four = run(jax.devices()[:1]), run(jax.devices())
     out["history_1"], out["history_4"] = one.history, four.history
     # The one-device evaluation of the final params, by evaluate (no mesh).
-    out["evaluate_4"] = fn.evaluate(
-        net, four.params, four.state, x_val, y_val, loss="mse", metrics="mae", batch_size=BATCH
-    )
+    args = dict(loss="mse", metrics="mae", batch_size=BATCH)
+    out["evaluate_4"] = fn.evaluate(net, four.params, four.state, x_val, y_val, **args)
+    # evaluate(mesh=...) splits the data too: params on the mesh (four) stay
+    # there, params on one device (one) are replicated onto it.
+    out["split_evaluate"] = [
+        fn.evaluate(net, run.params, run.state, x_val, y_val, mesh=jax.devices(), **args)
+        for run in (four, one)
+    ]
+    out["evaluate_1"] = fn.evaluate(net, one.params, one.state, x_val, y_val, **args)
     return out
 
 
@@ -97,6 +103,31 @@ def test_validation_on_four_devices_equals_one_device_and_evaluate(measured):
     last = measured["evaluate_4"]
     np.testing.assert_allclose(four["val_loss"][-1], last["loss"], rtol=1e-5)
     np.testing.assert_allclose(four["val_mae"][-1], last["mae"], rtol=1e-5)
+
+
+def test_evaluate_on_a_mesh_equals_evaluate_on_one_device(measured):
+    for split, alone in zip(
+        measured["split_evaluate"], [measured["evaluate_4"], measured["evaluate_1"]]
+    ):
+        assert split.keys() == alone.keys() == {"loss", "mae"}
+        for name in split:
+            np.testing.assert_allclose(split[name], alone[name], rtol=1e-5)
+
+
+def test_evaluate_names_a_bad_mesh():
+    import jax
+
+    import funcnet as fn
+
+    net = fn.Dense(1)
+    _, params, state = net.init(jax.random.key(0), (None, 3))
+    x, y = np.zeros((8, 3), np.float32), np.zeros((8, 1), np.float32)
+    with pytest.raises(
+        TypeError,
+        match=r"^evaluate: mesh must be a jax.sharding.Mesh or a list of devices; devices must "
+        r"be jax devices \(from jax.devices\(\)\), got 0\.$",
+    ):
+        fn.evaluate(net, params, state, x, y, loss="mse", mesh=[0, 1])
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@ from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 
 from funcnet._src.core import Layer, Params, State
 from funcnet._src.losses import Loss, get_loss
 from funcnet._src.metrics import Metric
+from funcnet._src.parallel.sharding import layout
 from funcnet._src.training.arguments import check_net, check_positive_int, get_metrics
 from funcnet._src.training.data import as_arrays, check_pair, num_examples, take
 from funcnet._src.training.model_cache import ModelCache
@@ -107,8 +109,24 @@ def evaluate(
     loss: str | Loss,
     metrics: str | Metric | Sequence[str | Metric] = (),
     batch_size: int | None = None,
+    mesh: Mesh | Sequence[Any] | None = None,
+    data_axis: str = "data",
 ) -> dict[str, float]:
     """The loss and metrics of the model on ``(x, y)``, in inference mode.
+
+    Args:
+        net: the model.
+        params, state: from ``init`` or ``fit`` (``result.params``, ``result.state``).
+        x: inputs ``[n, ...]``; y: targets ``[n, ...]``.
+        loss: a loss function or name; metrics: metric functions or names.
+        batch_size: examples per batch (default: one batch).
+        mesh: a ``jax.sharding.Mesh`` or a list of devices: ``x`` and ``y``
+            are split over its data axis (``ceil(n / d)`` examples per
+            device, as ``fit(mesh=...)`` splits its data) and each batch
+            computed split over the devices (``batch_size`` rounded down to
+            a multiple of ``d``). Params already on the mesh stay as they
+            are (replicated or FSDP); others are replicated onto it.
+        data_axis: the mesh axis the examples are split over.
 
     Returns:
         ``{"loss": value, <metric>: value, ...}``, each a mean over all examples.
@@ -122,7 +140,16 @@ def evaluate(
     """
     check_net(net, "evaluate")
     check_positive_int("evaluate", "batch_size", batch_size)
-    x, y = as_arrays(x, "evaluate", "x"), as_arrays(y, "evaluate", "y")
+    placement = layout(mesh, data_axis, None, "evaluate")
+    on_host = placement is not None  # split over the devices from the host, never whole on one
+    x, y = as_arrays(x, "evaluate", "x", host=on_host), as_arrays(y, "evaluate", "y", host=on_host)
     n = check_pair("evaluate", x, y)
-    program = eval_program(net, get_loss(loss), get_metrics(metrics, "evaluate"))
+    loss_fn, metric_fns = get_loss(loss), get_metrics(metrics, "evaluate")
+    if placement is not None:
+        # Here, not at the top: sharded_eval builds on eval_program, defined above.
+        from funcnet._src.training.sharded_eval import on_mesh, sharded_evaluator
+
+        split = sharded_evaluator(net, loss_fn, metric_fns, placement, x, y, n, batch_size or n)
+        return split(*on_mesh(placement, (params, state)))
+    program = eval_program(net, loss_fn, metric_fns)
     return evaluate_arrays(program, params, state, x, y, n, batch_size)

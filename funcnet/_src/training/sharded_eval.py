@@ -1,6 +1,7 @@
 """Evaluation of data split over a mesh: ``fit``'s validation data, ``1 / d`` of it per device.
 
-With ``fit(mesh=...)`` the validation data is placed as the training data is
+With ``fit(mesh=...)`` the validation data (and with ``evaluate(mesh=...)``
+the data evaluated) is placed as the training data is
 (``Layout.place_data``: each of the ``d`` devices along the data axis holds
 ``ceil(n / d)`` rows, the last shard padded with zero rows that no batch
 reads), so the memory it takes per device falls as devices are added. One
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 from funcnet._src.core import Layer, Params, State
 from funcnet._src.losses import Loss
 from funcnet._src.metrics import Metric
-from funcnet._src.parallel.sharding import Layout
+from funcnet._src.parallel.sharding import Layout, put
 from funcnet._src.training.data import take
 from funcnet._src.training.inference import eval_program
 from funcnet._src.training.model_cache import ModelCache
@@ -87,6 +88,20 @@ def _program(
         return shared_jit(run)
 
     return _PROGRAMS.get(net, (loss, metrics, layout, n, size), build)
+
+
+def on_mesh(layout: Layout, tree: Any) -> Any:
+    """``tree`` on the layout's mesh: leaves already on its devices stay as they are
+    (replicated or FSDP-sharded by ``fit``), the others are replicated onto it."""
+    devices = set(layout.mesh.devices.flat)
+
+    def one(leaf: Any) -> Any:
+        sharding = getattr(leaf, "sharding", None)
+        if sharding is not None and sharding.device_set == devices:
+            return leaf
+        return put(leaf, layout.replicated)
+
+    return jax.tree.map(one, tree)
 
 
 def sharded_evaluator(
