@@ -273,3 +273,24 @@ def test_from_keras_refuses_per_gate_input_masks_it_would_not_draw():
         r"is not supported\. Keras then draws one input mask per gate",
     ):
         fn.from_keras(model)
+
+
+def test_from_keras_bidirectional_with_dropout_and_a_forward_layer_reading_backwards():
+    # Keras's backward layer reverses the sequence itself (go_backwards=True);
+    # funcnet's Bidirectional reverses it for its backward layer, so the
+    # converter inverts go_backwards: also right for a forward layer given
+    # go_backwards=True and a backward layer given False.
+    with jax.numpy_rank_promotion("allow"):
+        model = keras.Sequential(
+            [
+                keras.Input((5, 4)),
+                L.Bidirectional(L.GRU(3, return_sequences=True, recurrent_dropout=0.3)),
+                L.Bidirectional(
+                    L.LSTM(2, go_backwards=True, dropout=0.2),
+                    backward_layer=L.LSTM(2, dropout=0.2),
+                ),
+            ]
+        )
+        want = np.asarray(model.predict(X, verbose=0))
+    net, params, state = fn.from_keras(model)
+    np.testing.assert_allclose(fn.predict(net, params, state, X), want, **TOL)

@@ -49,7 +49,9 @@ def Bidirectional(
         merge: "concat" (along features), "sum", "mul", "ave", or None to
             return the pair ``(forward, backward)``.
         backward_layer: the layer run on the reversed sequence; None uses a
-            second, independently initialised copy of ``layer``.
+            second, independently initialised copy of ``layer``. Bidirectional
+            reverses the sequence itself: build both layers with
+            ``go_backwards=False`` (unlike Keras's backward layer).
         masked: take ``(x, mask)``, mask ``[batch, time]`` (True for real
             steps), and give it to both layers, which must be built with
             ``masked=True``; the backward layer reads each sequence backwards
