@@ -16,6 +16,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is first imported
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import funcnet as fn
@@ -125,3 +126,172 @@ def test_boolean_attention_mask_equals_keras(causal):
     net = fn.MultiHeadAttention(2, 3, causal=causal)
     got, _ = jax.jit(net.apply)(funcnet_params(layer), {}, (q, kv, kv, mask))
     np.testing.assert_allclose(got, want, **TOL)
+
+
+# --------------------------------------------------------------------------
+# Keras models converted by fn.from_keras
+
+
+def keras_predict(model, x):
+    with jax.numpy_rank_promotion("allow"):
+        return model.predict(x, verbose=0)
+
+
+def build(inputs, outputs, name):
+    with jax.numpy_rank_promotion("allow"):
+        model = keras.Model(inputs, outputs, name=name)
+        return randomize(model)
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["bidirectional", "causal"])
+def padded_attention(request):
+    """Embedding(mask_zero=True) -> self-attention -> the sequence (with fully masked rows)."""
+    with jax.numpy_rank_promotion("allow"):
+        tokens = keras.Input((6,), dtype="int32")
+        x = L.Embedding(12, 8, mask_zero=True)(tokens)
+        y = L.MultiHeadAttention(2, 4, name="attention")(x, x, use_causal_mask=request.param)
+    model = build(tokens, y, "padded_attention")
+    return model, fn.from_keras(model)
+
+
+def test_padded_self_attention_equals_keras_with_fully_masked_rows(padded_attention):
+    model, (net, params, state) = padded_attention
+    got = fn.predict(net, params, state, IDS)
+    np.testing.assert_allclose(got, keras_predict(model, IDS), **TOL)
+    # A sequence alone, unpadded, gives the same real positions: padding is invisible.
+    alone = fn.predict(net, params, state, IDS[1:2, :4])
+    np.testing.assert_allclose(alone, np.asarray(got)[1:2, :4], **TOL)
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["bidirectional", "causal"])
+def pooled_classifier(request):
+    """Embedding(mask_zero=True) -> self-attention -> masked mean -> Dense."""
+    with jax.numpy_rank_promotion("allow"):
+        tokens = keras.Input((6,), dtype="int32")
+        x = L.Embedding(12, 8, mask_zero=True)(tokens)
+        h = L.MultiHeadAttention(2, 4)(x, x, use_causal_mask=request.param)
+        y = L.Dense(1, activation="sigmoid")(L.GlobalAveragePooling1D()(h))
+    model = build(tokens, y, "pooled_classifier")
+    return model, fn.from_keras(model)
+
+
+def test_pooled_classifier_predicts_as_keras_jitted_or_not(pooled_classifier):
+    model, (net, params, state) = pooled_classifier
+    ids = IDS[:3]  # lengths 6, 4, 1: Keras's masked mean of an empty sequence is NaN
+    want = keras_predict(model, ids)
+    np.testing.assert_allclose(fn.predict(net, params, state, ids), want, **TOL)
+    eager, _ = net.apply(params, state, jnp.asarray(ids))
+    np.testing.assert_allclose(eager, want, **TOL)
+
+
+@pytest.mark.slow  # two fn.fit compilations: about 25 s each on a loaded 2-core machine
+def test_pooled_classifier_fine_tunes(pooled_classifier):
+    _, (net, params, state) = pooled_classifier
+    ids = np.random.default_rng(4).integers(1, 12, size=(16, 6)).astype(np.int32)
+    ids = ids * (np.arange(6)[None] < np.arange(16)[:, None] % 6 + 1)
+    y = (np.arange(16) % 2).astype(np.float32)[:, None]
+    opt = optax.adam(1e-2)
+    params, state = jax.tree.map(jnp.array, (params, state))  # fit donates: copies
+    start = fn.TrainState(
+        params, state, opt.init(params), jnp.zeros((), jnp.int32), jax.random.key(0)
+    )
+    result = fn.fit(
+        net,
+        ids,
+        y,
+        loss="binary_crossentropy",
+        optimizer=opt,
+        epochs=5,
+        batch_size=8,
+        train_state=start,
+        verbose=0,
+    )
+    assert result.history["loss"][-1] < result.history["loss"][0]
+
+
+def test_explicit_attention_mask_input_and_attention_axes_convert():
+    with jax.numpy_rank_promotion("allow"):
+        q, mask = keras.Input((5, 4)), keras.Input((5, 5), dtype="bool")
+        seq = L.MultiHeadAttention(2, 3)(q, q, attention_mask=mask, use_causal_mask=True)
+        image = keras.Input((3, 4, 5))
+        rows = L.MultiHeadAttention(2, 3, attention_axes=(2,))(image, image)
+    masked_model = build([q, mask], seq, "with_attention_mask")
+    image_model = build(image, rows, "rows")
+    x, m = normal(3, 5, 4), np.random.default_rng(5).random((3, 5, 5)) > 0.5
+    net, params, state = fn.from_keras(masked_model)
+    got = fn.predict(net, params, state, (x, m))  # the mask is the model's second input
+    np.testing.assert_allclose(got, keras_predict(masked_model, [x, m]), **TOL)
+    image_x = normal(2, 3, 4, 5)
+    net, params, state = fn.from_keras(image_model)
+    got = fn.predict(net, params, state, image_x)
+    np.testing.assert_allclose(got, keras_predict(image_model, image_x), **TOL)
+
+
+# --------------------------------------------------------------------------
+# Bad inputs: the messages are pinned here and in docs/errors.md
+
+
+def test_bad_attention_axes_and_masks_are_named_with_the_fix():
+    key = jax.random.key(0)
+    with pytest.raises(
+        TypeError, match=r"^MultiHeadAttention: attention_axes must be None, an int"
+    ):
+        fn.MultiHeadAttention(2, 4, attention_axes="rows")
+    with pytest.raises(ValueError, match=r"^MultiHeadAttention: decode=True takes the new tokens"):
+        fn.MultiHeadAttention(2, 4, causal=True, decode=True, masked=True)
+    with pytest.raises(
+        fn.LayerValueError,
+        match=r"attention_axes=\(3,\) must name distinct axes among 1\.\.2 of the rank-4 query",
+    ):
+        fn.MultiHeadAttention(2, 4, attention_axes=(3,)).init(key, (None, 6, 6, 3))
+    with pytest.raises(
+        fn.LayerValueError,
+        match=r"causal=True works over the sequence axis .* axes \(1, 2\) of a rank-4 query",
+    ):
+        fn.MultiHeadAttention(2, 4, causal=True).init(key, (None, 6, 6, 3))
+    with pytest.raises(
+        fn.LayerValueError,
+        match=r"expected the query's padding mask of shape \[batch, T\] = \(None, 5\), got \(None, 6\)",
+    ):
+        fn.MultiHeadAttention(2, 4, masked=True).init(key, ((None, 5, 8), (None, 6)))
+    with pytest.raises(
+        fn.LayerValueError,
+        match=r"A padding mask \(x, mask\) needs MultiHeadAttention\(\.\.\., masked=True\)",
+    ):
+        fn.MultiHeadAttention(2, 4).init(key, ((None, 5, 8), (None, 5)))
+    with pytest.raises(
+        fn.LayerValueError,
+        match=r"with masked=True the query must be an array or an \(array, padding",
+    ):
+        fn.MultiHeadAttention(2, 4, masked=True).init(key, (((None, 5, 8),) * 3, (None, 5, 8)))
+    with pytest.raises(fn.LayerValueError, match=r"expected the key of the query's rank 3"):
+        fn.MultiHeadAttention(2, 4).init(key, ((None, 5, 8), (None, 4, 4, 8)))
+    with pytest.raises(fn.LayerValueError, match=r"must share the batch and the axes not attended"):
+        fn.MultiHeadAttention(2, 4, attention_axes=(2,)).init(
+            key, ((None, 3, 5, 8), (None, 4, 4, 8))
+        )
+    with pytest.raises(
+        fn.LayerValueError, match=r"^GlobalAvgPool: built with masked=True, expected \(x, mask\)"
+    ):
+        fn.GlobalAvgPool(masked=True).init(key, (None, 5, 8))
+    with pytest.raises(fn.LayerValueError, match=r"masked=True averages sequences \[batch, T"):
+        fn.GlobalAvgPool(masked=True).init(key, ((None, 5, 4, 8), (None, 5)))
+    mha = fn.MultiHeadAttention(2, 4, masked=True)
+    _, params, _ = mha.init(key, ((None, 5, 8), (None, 5)))
+    with pytest.raises(
+        fn.LayerTypeError, match=r"boolean padding mask for the query .* got dtype float32"
+    ):
+        mha.apply(params, {}, (jnp.ones((1, 5, 8)), jnp.ones((1, 5))))
+
+
+def test_a_causal_mask_over_other_axes_is_refused_by_from_keras():
+    with jax.numpy_rank_promotion("allow"):
+        image = keras.Input((3, 4, 5))
+        rows = L.MultiHeadAttention(2, 3, attention_axes=(2,), name="rows")
+        model = keras.Model(image, rows(image, image, use_causal_mask=True))
+    with pytest.raises(
+        ValueError,
+        match=r"^from_keras: layer 'rows' \(MultiHeadAttention\): use_causal_mask=True with "
+        r"attention over axes \(2,\) of a rank-4 query is not supported\. .* attention_mask",
+    ):
+        fn.from_keras(model)

@@ -97,7 +97,8 @@ def _split(name: str, inputs: Any, is_one: Any, masked: bool = False) -> _Inputs
         raise shape_error(
             name,
             f"with masked=True the {role} must be an array or an (array, padding mask) pair, "
-            f"got {_describe(item)}.",
+            f"got {_describe(item)}. Pass (x, mask) for self-attention, or (query, key, value) "
+            "with items such as (x, mask).",
         )
 
     (query, query_mask), (key, key_mask), (value, value_mask) = (
@@ -235,9 +236,9 @@ def _check_lengths_and_batch(name: str, q: tuple, k: tuple, v: tuple, axes: tupl
     if not same:
         raise shape_error(
             name,
-            f"query {q}, key {k} and value {v} must agree on every axis but the attended "
-            f"axes {axes} (which may differ between query and key) and the features (and key "
-            "and value on the attended axes too).",
+            f"query {q}, key {k} and value {v} must share the batch and the axes not attended "
+            f"over, and key and value the attended axes {axes} too: only the attended axes and "
+            "the features may differ between query and key.",
         )
 
 

@@ -25,10 +25,11 @@ from funcnet._src.core import (
     State,
     check_float,
     check_input_shape,
+    is_shape,
     shape_error,
 )
 from funcnet._src.layers import _cpu_kernels
-from funcnet._src.layers._checks import check_impl
+from funcnet._src.layers._checks import check_flags, check_impl
 from funcnet._src.layers._window import (
     Padding,
     check_rank,
@@ -217,15 +218,77 @@ def _global_pool(reduce: Callable[..., jax.Array], name: str) -> Layer:
     return Layer(init, apply, name)
 
 
-def GlobalAvgPool(name: str = "GlobalAvgPool") -> Layer:
+def _masked_average(name: str) -> Layer:
+    """The mean over the real steps of ``(x [batch, T, channels], mask [batch, T])``."""
+
+    def split(inputs: Any) -> tuple[Any, Any]:
+        if is_shape(inputs) or not (isinstance(inputs, (tuple, list)) and len(inputs) == 2):
+            got = (
+                f"the one shape {tuple(inputs)}"
+                if is_shape(inputs)
+                else f"an array of shape {inputs.shape}"
+                if hasattr(inputs, "shape")
+                else repr(inputs)
+            )
+            raise shape_error(
+                name,
+                f"built with masked=True, expected (x, mask) with x [batch, T, channels] and a "
+                f"boolean mask [batch, T], got {got}. Put it after a layer "
+                "that passes the mask on (Embedding(mask_zero=True), Masking, a masked "
+                "MultiHeadAttention), or drop masked=True.",
+            )
+        return inputs[0], inputs[1]
+
+    def init(key: jax.Array, input_shape: InputShape) -> tuple[Shape, Params, State]:
+        del key
+        x_spec, _ = split(input_shape)
+        shape = check_input_shape(name, x_spec, min_rank=3)
+        if len(shape) != 3:
+            raise shape_error(
+                name,
+                f"masked=True averages sequences [batch, T, channels], got shape {shape}: a "
+                "mask [batch, T] marks steps of one sequence axis.",
+            )
+        return (shape[0], shape[-1]), {}, {}
+
+    def apply(
+        params: Params,
+        state: State,
+        inputs: Any,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[jax.Array, State]:
+        del params, key, train
+        x, mask = split(inputs)
+        x = check_float(name, x)
+        real = jnp.asarray(mask)[:, :, None]
+        # Keras's GlobalAveragePooling1D with a mask; a sequence with no real step gives NaN there too.
+        total = jnp.sum(jnp.where(real, x, jnp.zeros((), x.dtype)), axis=1)
+        return (total / jnp.sum(real.astype(x.dtype), axis=1)).astype(x.dtype), state
+
+    return Layer(init, apply, name)
+
+
+def GlobalAvgPool(name: str = "GlobalAvgPool", *, masked: bool = False) -> Layer:
     """The mean over all spatial axes: ``[batch, *spatial, channels] -> [batch, channels]``.
 
+    With ``masked=True`` it takes ``(x, mask)``, ``x`` ``[batch, T, channels]``
+    and a boolean ``mask`` ``[batch, T]`` (True = a real step, as a masked
+    ``MultiHeadAttention`` or ``Embedding(mask_zero=True)`` passes on), and
+    averages over the real steps only, as Keras's ``GlobalAveragePooling1D``
+    does with a mask.
+
     Example:
-        >>> import jax, funcnet as fn
+        >>> import jax, jax.numpy as jnp, funcnet as fn
         >>> fn.GlobalAvgPool().init(jax.random.key(0), (None, 7, 7, 32))[0]
         (None, 32)
+        >>> x, mask = jnp.array([[[1.0], [3.0], [8.0]]]), jnp.array([[True, True, False]])
+        >>> fn.GlobalAvgPool(masked=True).apply({}, {}, (x, mask))[0].tolist()
+        [[2.0]]
     """
-    return _global_pool(jnp.mean, name)
+    check_flags(name, masked=masked)
+    return _masked_average(name) if masked else _global_pool(jnp.mean, name)
 
 
 def GlobalMaxPool(name: str = "GlobalMaxPool") -> Layer:
