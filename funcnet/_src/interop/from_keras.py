@@ -275,9 +275,12 @@ def from_keras(model: Any) -> tuple[Layer, Params, State]:
     float32 rounding) and trains further with :func:`funcnet.fit`.
 
     Supported layers are listed in docs/keras.md; a layer or an option that
-    funcnet cannot express (a Masking layer, ``mask_zero=True``,
-    ``data_format='channels_first'``, RNN dropout, a subclassed model...) is
-    refused with an error naming the Keras layer, the option and the fix.
+    funcnet cannot express (a sequence mask reaching a layer that reads or
+    drops it, ``data_format='channels_first'`` convolutions, a subclassed
+    model...) is refused with an error naming the Keras layer, the option
+    and the fix. Masks from ``Masking`` and ``Embedding(mask_zero=True)``
+    reach the recurrent layers past the layers Keras lets them through
+    (Dense, Dropout, activations, LayerNormalization...: ``fn.pass_mask``).
 
     Args:
         model: a Keras 3 model whose inputs have known shapes (a Sequential

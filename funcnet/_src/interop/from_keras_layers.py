@@ -45,8 +45,13 @@ from funcnet._src.layers import (
     MultiHeadAttention,
     Relu,
     Reshape,
+    RMSNorm,
     SimpleRNN,
     Softmax,
+    SpatialDropout1D,
+    SpatialDropout2D,
+    SpatialDropout3D,
+    pass_mask,
 )
 
 
@@ -200,14 +205,21 @@ def _rescaling(info: KerasLayerInfo) -> Converted:
 
 def _dropout(info: KerasLayerInfo) -> Converted:
     layer, cfg = info.layer, info.config
-    if cfg.get("noise_shape") is not None:
-        raise unsupported(
-            layer,
-            f"noise_shape={cfg['noise_shape']!r}",
-            "funcnet's Dropout drops each element independently; remove noise_shape (it "
-            "only matters in training: predictions are unchanged).",
-        )
-    return Converted(Dropout(cfg["rate"], name=layer.name), {}, {})
+    noise_shape = cfg.get("noise_shape")
+    if noise_shape is not None:
+        noise_shape = tuple(noise_shape)
+    return Converted(Dropout(cfg["rate"], noise_shape=noise_shape, name=layer.name), {}, {})
+
+
+def _spatial_dropout(info: KerasLayerInfo) -> Converted:
+    layer, cfg = info.layer, info.config
+    spatial_rank = len(info.input_shapes[0]) - 2
+    if cfg.get("data_format", "channels_last") == "channels_first":
+        # Keras's channels-first spatial dropout is Dropout with this noise_shape.
+        noise_shape = (None, None, *(1,) * spatial_rank)
+        return Converted(Dropout(cfg["rate"], noise_shape=noise_shape, name=layer.name), {}, {})
+    make = {1: SpatialDropout1D, 2: SpatialDropout2D, 3: SpatialDropout3D}[spatial_rank]
+    return Converted(make(cfg["rate"], name=layer.name), {}, {})
 
 
 def _flatten(info: KerasLayerInfo) -> Converted:
@@ -371,17 +383,6 @@ def _batch_norm(info: KerasLayerInfo) -> Converted:
     return Converted(net, _affine(w), state)
 
 
-def _last_axis_only(info: KerasLayerInfo, axis: Any) -> None:
-    rank = len(info.input_shapes[0])
-    axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
-    if [a % rank for a in axes] != [rank - 1]:
-        raise unsupported(
-            info.layer,
-            f"axis={axis!r}",
-            "funcnet normalises over the last axis only; use axis=-1.",
-        )
-
-
 def _layer_norm(info: KerasLayerInfo) -> Converted:
     layer, cfg = info.layer, info.config
     _require(
@@ -400,17 +401,46 @@ def _layer_norm(info: KerasLayerInfo) -> Converted:
 
 def _group_norm(info: KerasLayerInfo) -> Converted:
     layer, cfg = info.layer, info.config
-    _last_axis_only(info, cfg["axis"])
-    channels = int(info.input_shapes[0][-1] or 0)  # a built layer knows its channels
+    axis = cfg["axis"]
+    if not isinstance(axis, int):
+        raise unsupported(layer, f"axis={axis!r}", "Give GroupNormalization one channel axis.")
+    channels = int(info.input_shapes[0][axis] or 0)  # a built layer knows its channels
     groups = channels if cfg["groups"] == -1 else cfg["groups"]
+    rank = len(info.input_shapes[0])
     net = GroupNorm(
         groups,
         epsilon=cfg["epsilon"],
+        axis=-1 if axis % rank == rank - 1 else axis % rank,
         use_scale=cfg["scale"],
         use_bias=cfg["center"],
         name=layer.name,
     )
     return Converted(net, _affine(_weights(layer)), {})
+
+
+def _rms_norm(info: KerasLayerInfo) -> Converted:
+    layer, cfg = info.layer, info.config
+    rank = len(info.input_shapes[0])
+    axis = cfg["axis"]
+    axes = sorted(axis) if isinstance(axis, (list, tuple)) else [axis]  # Keras's own order
+    trailing = list(range(rank - len(axes), rank))
+    if [a % rank for a in axes] != trailing:
+        # Keras multiplies its scale [sizes of axes] into x from the right, so it
+        # scales the normalised axes only when they are the last ones.
+        raise unsupported(
+            layer,
+            f"axis={axis!r}",
+            "Keras's RMSNormalization lines its scale up with the input's last axes (it "
+            f"broadcasts from the right), not with the axes it normalises over ({axes} here, "
+            f"the last being {trailing}); funcnet's RMSNorm scales the normalised axes. Use "
+            "trailing axes (axis=-1, or e.g. [1, 2] for [batch, time, features]).",
+        )
+    net = RMSNorm(
+        epsilon=cfg["epsilon"],
+        axis=-1 if trailing == [rank - 1] else tuple(trailing),
+        name=layer.name,
+    )
+    return Converted(net, {"scale": _array(_weights(layer)["scale"])}, {})
 
 
 # --------------------------------------------------------------------------
@@ -419,9 +449,38 @@ def _group_norm(info: KerasLayerInfo) -> Converted:
 
 def _merge(fn: Callable[[tuple], Any], name: str) -> Callable[[KerasLayerInfo], Converted]:
     def convert(info: KerasLayerInfo) -> Converted:
-        return Converted(Lambda(fn, name=info.layer.name or name), {}, {})
+        return _masks_merged(info, Lambda(fn, name=info.layer.name or name))
 
     return convert
+
+
+def _masks_merged(info: KerasLayerInfo, merge: Layer) -> Converted:
+    """An elementwise merge; where inputs carry sequence masks, Keras's Merge.compute_mask:
+    ``merge`` runs on the arrays and the output carries the AND of the inputs' masks."""
+    flags = tuple(info.options.get("masked_inputs", ()))
+    if not any(flags):
+        return Converted(merge, {}, {})
+
+    def split(items: Any) -> tuple[tuple, list]:
+        arrays = tuple(item[0] if masked else item for item, masked in zip(items, flags))
+        return arrays, [item[1] for item, masked in zip(items, flags) if masked]
+
+    def init(key: Any, input_shape: Any) -> tuple[Any, Params, State]:
+        arrays, masks = split(input_shape)
+        out_shape, params, state = merge.init(key, arrays)
+        return (out_shape, tuple(masks[0])), params, state
+
+    def apply(
+        params: Params, state: State, x: Any, *, key: Any = None, train: bool = False
+    ) -> tuple[Any, State]:
+        arrays, masks = split(x)
+        y, state = merge.apply(params, state, arrays, key=key, train=train)
+        mask = masks[0]
+        for other in masks[1:]:
+            mask = mask & other
+        return (y, mask), state
+
+    return Converted(Layer(init, apply, info.layer.name), {}, {})
 
 
 def _subtract(xs: tuple) -> Any:
@@ -454,7 +513,7 @@ def _minimum(xs: tuple) -> Any:
 
 
 def _add(info: KerasLayerInfo) -> Converted:
-    return Converted(fan_in_sum(name=info.layer.name), {}, {})
+    return _masks_merged(info, fan_in_sum(name=info.layer.name))
 
 
 def _concatenate(info: KerasLayerInfo) -> Converted:
@@ -482,31 +541,31 @@ def _recurrent(info: KerasLayerInfo, *, backward: bool = False) -> Converted:
     """SimpleRNN, LSTM or GRU; ``backward`` for Bidirectional's backward copy."""
     layer, cfg = info.layer, info.config
     kind = type(layer).__name__
-    if cfg.get("go_backwards") and not backward:
-        raise unsupported(
-            layer,
-            "go_backwards=True",
-            "Reverse the sequence before the layer (and after it, with "
-            "return_sequences=True), or use Bidirectional.",
-        )
     for option, fix in (
         ("return_state", "Use return_state=False (the final state is the last output)."),
         ("stateful", "Use stateful=False: funcnet carries no state between batches."),
     ):
         _require(layer, cfg, option, (False,), fix)
-    for option in ("dropout", "recurrent_dropout"):
-        if cfg.get(option, 0.0):
-            raise unsupported(
-                layer,
-                f"{option}={cfg[option]!r}",
-                f"funcnet's {kind} has no {option}: set {option}=0.0 in the Keras layer "
-                "(predictions do not change; only training does) or add a Dropout layer.",
-            )
+    dropout, recurrent_dropout = cfg.get("dropout", 0.0), cfg.get("recurrent_dropout", 0.0)
+    if getattr(layer.cell, "implementation", 2) == 1 and dropout and not recurrent_dropout:
+        raise unsupported(
+            layer,
+            "implementation=1 with dropout and no recurrent_dropout",
+            f"Keras then draws one input mask per gate; funcnet's {kind} draws one for all "
+            "gates unless recurrent_dropout > 0 (as Keras's default implementation=2 does): "
+            "build the Keras layer without implementation=1 (predictions do not change; only "
+            "training's masks do).",
+        )
     w = _weights(layer)
     common: dict[str, Any] = {
         "return_sequences": cfg["return_sequences"],
         "use_bias": cfg["use_bias"],
         "masked": bool(info.options.get("masked")),
+        "dropout": dropout,
+        "recurrent_dropout": recurrent_dropout,
+        # funcnet's Bidirectional reverses the sequence for its backward layer
+        # itself; Keras's backward layer reverses it (go_backwards=True) instead.
+        "go_backwards": bool(cfg.get("go_backwards")) != backward,
         "name": layer.name,
     }
     act = activation_name(layer, cfg["activation"])
@@ -644,6 +703,10 @@ CONVERTERS: dict[str, Callable[[KerasLayerInfo], Converted]] = {
     "BatchNormalization": _batch_norm,
     "LayerNormalization": _layer_norm,
     "GroupNormalization": _group_norm,
+    "RMSNormalization": _rms_norm,
+    "SpatialDropout1D": _spatial_dropout,
+    "SpatialDropout2D": _spatial_dropout,
+    "SpatialDropout3D": _spatial_dropout,
     "Add": _add,
     "Concatenate": _concatenate,
     "Subtract": _merge(_subtract, "Subtract"),
@@ -660,6 +723,8 @@ CONVERTERS: dict[str, Callable[[KerasLayerInfo], Converted]] = {
 }
 """Every Keras layer class ``from_keras`` converts, by its class name."""
 
+# Keras's elementwise merges AND their inputs' masks (Merge.compute_mask).
+_ELEMENTWISE_MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
 _MASK_CONSUMERS = (
     "SimpleRNN",
     "LSTM",
@@ -667,6 +732,26 @@ _MASK_CONSUMERS = (
     "Bidirectional",
     "MultiHeadAttention",
     "GlobalAveragePooling1D",
+    *_ELEMENTWISE_MERGES,
+)
+
+# Keras layers with supports_masking whose call ignores the mask and whose
+# compute_mask returns it unchanged: their twins run under pass_mask.
+# (Softmax and BatchNormalization read the mask, RMSNormalization drops it: refused.)
+_MASK_PASSERS = (
+    "Activation",
+    "Dense",
+    "Dropout",
+    "ELU",
+    "GroupNormalization",
+    "Identity",
+    "LayerNormalization",
+    "LeakyReLU",
+    "ReLU",
+    "Rescaling",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
 )
 
 
@@ -684,8 +769,12 @@ def mask_out(info: KerasLayerInfo) -> bool:
         return True
     if not info.options.get("masked"):
         return False
+    if kind in _MASK_PASSERS:
+        return True
     if kind == "MultiHeadAttention":  # Keras's output carries the query's mask
         return bool(info.options.get("masked_inputs", (False,))[0])
+    if kind in _ELEMENTWISE_MERGES:
+        return True
     # Recurrent layers pass the mask on with their sequences, as Keras's compute_mask.
     return bool(getattr(info.layer, "return_sequences", False))
 
@@ -693,13 +782,15 @@ def mask_out(info: KerasLayerInfo) -> bool:
 def convert_layer(info: KerasLayerInfo) -> Converted:
     """The funcnet twin of one Keras layer call, or an error naming what is missing."""
     kind = type(info.layer).__name__
-    if info.options.get("masked") and kind not in _MASK_CONSUMERS:
+    masked = bool(info.options.get("masked"))
+    if masked and kind not in _MASK_CONSUMERS + _MASK_PASSERS:
         raise unsupported(
             info.layer,
             "a sequence mask (from Masking or Embedding(mask_zero=True)) reaching this layer",
-            "funcnet carries masks into SimpleRNN, LSTM, GRU and Bidirectional only: put the "
-            "recurrent layer right after the mask's source (or after another recurrent layer "
-            "with return_sequences=True), or build the model without the mask.",
+            f"funcnet carries masks into {', '.join(_MASK_CONSUMERS)}, and past "
+            f"{', '.join(_MASK_PASSERS)} (which pass them on unread, as in Keras): put the "
+            "recurrent layer before this one (after the mask's source, or after another "
+            "recurrent layer with return_sequences=True), or build the model without the mask.",
         )
     if info.options.get("keras_mask") and not info.options.get("masked"):
         raise unsupported(
@@ -715,4 +806,9 @@ def convert_layer(info: KerasLayerInfo) -> Converted:
             f"layers: {', '.join(sorted(CONVERTERS))} (docs/keras.md). Rebuild the model "
             "from these, or convert the rest by hand with funcnet layers."
         )
-    return converter(info)
+    converted = converter(info)
+    if masked and kind in _MASK_PASSERS:
+        # funcnet's twin takes x alone: it runs on x and the mask goes on beside it.
+        wrapped = pass_mask(converted.layer)
+        return Converted(wrapped, converted.params, converted.state)
+    return converted
