@@ -100,6 +100,10 @@ def test_quick_run_of_every_workload_and_framework(tmp_path):
         "overhead",
         "ensemble",
         "startup",
+        "transformer",
+        "remat",
+        "precision",
+        "sampling",
     }
     for r in measured(payload):
         assert r["figure"] > 0, r
@@ -214,3 +218,98 @@ def test_remat_memory_and_accumulate_memory_fall_on_the_quick_model():
     assert len({m["arguments"] for m in memory.values()}) == 1  # the same params and batch
     by_accumulate = accumulate_memory(sizes, k=4)
     assert by_accumulate[4] < by_accumulate[1]
+
+
+@pytest.mark.slow  # compiles a Transformer step per framework: CI's -m slow step
+def test_quick_run_of_the_transformer_and_the_funcnet_only_workloads(tmp_path):
+    done = run_bench(
+        "--quick",
+        "--only",
+        "transformer,remat,precision,sampling",
+        "--frameworks",
+        "funcnet,jax,torch",
+        "--out",
+        str(tmp_path),
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    payload = json.loads((tmp_path / "latest.json").read_text())
+    by_key = {
+        (r["workload"], r["framework"], r["variant"], r["metric"]): r for r in measured(payload)
+    }
+    for variant in ("fit", "step loop"):
+        assert by_key["transformer", "funcnet", variant, "tokens/s"]["ratio"] > 0
+    assert by_key["transformer", "jax", "step loop", "tokens/s"]["ratio"] == 1.0
+    temp = {
+        v: by_key["remat", "funcnet", f"remat={v}", "temp"]["figure"] for v in ("False", "True")
+    }
+    assert temp["True"] < temp["False"]
+    assert by_key["precision", "funcnet", "mixed_bfloat16", "per step"]["reference"] == (
+        "funcnet float32"
+    )
+    assert by_key["sampling", "funcnet", "cached", "tokens/s"]["figure"] > 0
+    assert payload["meta"]["device"].startswith("cpu")
+    assert payload["meta"]["commit"]
+
+
+def test_an_absent_device_is_a_clear_error():
+    import jax
+
+    from bench.cli import select_device
+
+    if any(d.platform == "tpu" for d in jax.devices()):
+        pytest.skip("this machine has a TPU")
+    with pytest.raises(SystemExit, match=r"--device tpu: JAX finds no tpu device on this machine"):
+        select_device("tpu")
+
+
+@pytest.mark.slow  # init and two compiles: 5-20 s on the shared 2 cores
+def test_the_transformer_is_the_same_model_in_funcnet_and_hand_written_jax():
+    """funcnet's TransformerLM with its params copied into the hand-written one: same logits."""
+    import jax
+    import jax.numpy as jnp
+
+    from bench.frameworks import _lm_jax, funcnet_fw
+    from bench.workloads.transformer import QUICK, task
+
+    spec = QUICK["spec"]
+    net = funcnet_fw.build(task(spec))
+    _, params, state = net.init(
+        jax.random.key(0), jax.ShapeDtypeStruct((None, spec.length), jnp.int32)
+    )
+    positions, blocks, final_norm = params["body"]
+    d = spec.features
+
+    def dense(p, i):
+        return {"w": p["w"][i].reshape(-1, p["w"].shape[-1]) if p["w"].ndim == 3 else p["w"][i],
+                "b": p["b"][i].reshape(-1)}  # fmt: skip
+
+    def projection(p, i):  # [D, heads, size] -> [D, D]
+        return {"w": p["w"][i].reshape(d, d), "b": p["b"][i].reshape(d)}
+
+    a = blocks["attention"]
+    mine = {
+        "embed": params["embedding"],
+        "positions": positions["embedding"],
+        "blocks": [
+            {
+                "norm1": jax.tree.map(lambda v, i=i: v[i], blocks["attention_norm"]),
+                "query": projection(a["query"], i),
+                "key": projection(a["key"], i),
+                "value": projection(a["value"], i),
+                "output": {"w": a["output"]["w"][i].reshape(d, d), "b": a["output"]["b"][i]},
+                "norm2": jax.tree.map(lambda v, i=i: v[i], blocks["ffn_norm"]),
+                "up": dense(blocks["ffn"][0], i),
+                "down": dense(blocks["ffn"][1], i),
+            }
+            for i in range(spec.depth)
+        ],
+        "final_norm": final_norm,
+    }
+    like = jax.eval_shape(lambda k: _lm_jax.init(spec, k), jax.random.key(0))
+    assert jax.tree.structure(mine) == jax.tree.structure(like)
+    tokens = jax.random.randint(jax.random.key(1), (3, spec.length), 0, spec.vocab)
+    expected = jax.jit(lambda p, t: net.apply(p, state, t)[0])(params, tokens)
+    with jax.numpy_rank_promotion("allow"):  # written as a JAX user does, with broadcasting
+        got = jax.jit(_lm_jax.forward, static_argnums=0)(spec, mine, tokens)
+    np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-5)
