@@ -175,7 +175,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls (a smoke run)")
     args = parser.parse_args()
-    calls, repeats = (20, 3) if args.quick else (300, 15)
+    calls, repeats = (100, 5) if args.quick else (300, 15)
     print(f"jax {jax.__version__} on {jax.default_backend()}; load average {os.getloadavg()}")
     overhead_per_call(calls, args.quick)
     fit_versus_scan(repeats, 10 if args.quick else 100)

@@ -344,9 +344,7 @@ def fit(
     names = [*training.log_names, *(f"val_{n}" for n in training.log_names if validator)]
     run = Run(train_state=ts, history={**{n: [] for n in names}, **(history or {})}, epochs=epochs)
     progress = Progress(verbose, epochs, engine.steps_per_epoch)
-    # Whether the optimizer state holds a learning rate to log: its structure
-    # is the run's, so it is looked up once.
-    logs_rate = injected_hyperparam(ts.opt_state, "learning_rate") is not None
+    logs_rate = _holds_learning_rate(ts.opt_state)
     # Several epochs per call of the compiled program when nothing needs the
     # host between them: no validation, checkpoint, display or callback
     # (TerminateOnNaN reads what the program reports), no learning rate to log.
@@ -495,6 +493,28 @@ def _epoch_logs(hooks: Sequence[Callback], epoch: int, logs: dict[str, float]) -
                     f"the logs ({', '.join(logs)}); return it under another name from epoch_logs."
                 )
             logs[name] = float(value)
+
+
+# Optimizer-state structure -> whether it holds an injected learning rate.
+# Bounded: cleared when full (a process builds few optimizers).
+_RATE_IN_STATE: dict[Any, bool] = {}
+
+
+def _holds_learning_rate(opt_state: Any) -> bool:
+    """Whether ``opt_state`` exposes a learning rate (``optax.inject_hyperparams``).
+
+    A question about the state's structure, which a run never changes: so
+    it is answered once per run, and from a cache per structure (the
+    lookup walks the whole state, ~50 µs).
+    """
+    structure = jax.tree.structure(opt_state)
+    known = _RATE_IN_STATE.get(structure)
+    if known is None:
+        known = injected_hyperparam(opt_state, "learning_rate") is not None
+        if len(_RATE_IN_STATE) >= 64:
+            _RATE_IN_STATE.clear()
+        _RATE_IN_STATE[structure] = known
+    return known
 
 
 def _log_learning_rate(ts: TrainState, logs: dict[str, float]) -> None:
