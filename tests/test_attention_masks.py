@@ -295,3 +295,25 @@ def test_a_causal_mask_over_other_axes_is_refused_by_from_keras():
         r"attention over axes \(2,\) of a rank-4 query is not supported\. .* attention_mask",
     ):
         fn.from_keras(model)
+
+
+@pytest.fixture(scope="module")
+def padded_encoder():
+    """A small Transformer encoder over padded token sequences, as written in Keras."""
+    with jax.numpy_rank_promotion("allow"):
+        tokens = keras.Input((6,), dtype="int32")
+        x = L.Embedding(12, 8, mask_zero=True)(tokens)
+        h = L.LayerNormalization()(L.Add()([x, L.MultiHeadAttention(2, 4)(x, x)]))
+        ffn = L.Dense(8)(L.Dropout(0.1)(L.Dense(16, activation="relu")(h)))
+        h = L.LayerNormalization()(L.Add()([h, ffn]))
+        y = L.Dense(1, activation="sigmoid")(L.GlobalAveragePooling1D()(h))
+    model = build(tokens, y, "padded_encoder")
+    return model, fn.from_keras(model)
+
+
+def test_padded_transformer_encoder_predicts_as_keras(padded_encoder):
+    model, (net, params, state) = padded_encoder
+    got = fn.predict(net, params, state, IDS[:3])
+    np.testing.assert_allclose(got, keras_predict(model, IDS[:3]), **TOL)
+    alone = fn.predict(net, params, state, IDS[1:2, :4])  # padding changes nothing
+    np.testing.assert_allclose(alone, np.asarray(got)[1:2], **TOL)
