@@ -168,6 +168,9 @@ def test_what_needs_the_host_keeps_one_epoch_per_call(circle, monkeypatch):
     )
     counts = _spy_calls(monkeypatch)
     fit(validation_data=(x, y))
+    with compile_events() as warm:  # the validation data's check is not traced again
+        fit(validation_data=(x, y))
+    assert warm == []
     stopper = fn.callbacks.EarlyStopping(monitor="loss", patience=1)
     fit(callbacks=[stopper])
     scheduled = optax.inject_hyperparams(optax.sgd)(learning_rate=0.01)

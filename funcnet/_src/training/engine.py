@@ -378,7 +378,7 @@ def resolve_loop(loop: str, program: Callable[[], Any], platform: str = "cpu") -
     return "python" if convolves(program(), platform) else "scan"
 
 
-def _spec_key(tree: Any) -> Hashable:
+def signature_of(tree: Any) -> Hashable:
     """What a trace depends on in ``tree``: its structure and each leaf's shape and dtype."""
     leaves, treedef = jax.tree.flatten(tree)
     return treedef, tuple(
@@ -452,7 +452,7 @@ def check_targets(
         )
         return int(out.shape[-1])
 
-    signature = ("classes", _spec_key((ts.params, ts.state)), _spec_key(example_spec(x)))
+    signature = ("classes", signature_of((ts.params, ts.state)), signature_of(example_spec(x)))
     classes = _PLANS.get(net, signature, classes_of)
     if y_range is None:
         y_range = value_range(y)
@@ -558,7 +558,7 @@ class ArrayEngine:
         where = platform_of(self.x)  # the data's devices decide, not JAX's default backend
         plan = (
             "loop", training[1:], loop, n, self.batch_size, self.rest, self.shuffle, chunk,
-            where, _spec_key(like), _spec_key((self.x, self.y)),
+            where, signature_of(like), signature_of((self.x, self.y)),
         )  # fmt: skip
         self.loop = _PLANS.get(
             training.net,

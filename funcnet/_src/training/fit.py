@@ -53,6 +53,7 @@ from funcnet._src.training.engine import (
     EpochResult,
     StreamEngine,
     Training,
+    signature_of,
     value_range,
 )
 from funcnet._src.training.inference import eval_program, evaluate_arrays, predict
@@ -424,6 +425,8 @@ def _check_loss_inputs(
 
 # The first-batch forward pass of the check above, one program per model and batch size.
 _FIRST_ROWS: ModelCache[Any] = ModelCache()
+# Per model: the signatures whose validation data has been traced through the model.
+_TRACED: ModelCache[bool] = ModelCache()
 
 
 def _first_rows_program(net: Layer, size: int) -> Any:
@@ -458,17 +461,24 @@ def _validator(
     n_val = check_pair("fit (validation_data)", x_val, y_val)
     program = eval_program(net, loss, metrics)
     size = min(batch_size or 256, n_val)
-    # Traced once now, on the first validation batch's shapes, so that data
-    # the model cannot take fails before training, naming validation_data.
-    first = slice(0, size)
-    try:
-        program.trace(ts.params, ts.state, take(x_val, first), take(y_val, first))
-    except (ValueError, TypeError) as error:
-        kind = TypeError if isinstance(error, TypeError) else ValueError
-        raise kind(
-            f"fit: validation_data does not fit the model: {error} The validation x and y "
-            "must look like the training x and y (the same shape per example)."
-        ) from error
+    # Traced on the first validation batch's shapes, so that data the model
+    # cannot take fails before training, naming validation_data; once per
+    # model and signature, as a warm fit traces nothing.
+    first = (example_spec(x_val, batch=size), example_spec(y_val, batch=size))
+
+    def trace(_: Layer) -> bool:
+        try:
+            program.trace(ts.params, ts.state, *first)
+        except (ValueError, TypeError) as error:
+            kind = TypeError if isinstance(error, TypeError) else ValueError
+            raise kind(
+                f"fit: validation_data does not fit the model: {error} The validation x and y "
+                "must look like the training x and y (the same shape per example)."
+            ) from error
+        return True
+
+    signature = ("validation", loss, metrics, signature_of((ts.params, ts.state, first)))
+    _TRACED.get(net, signature, trace)
 
     if layout is not None:  # split over the devices, as the training data is
         split = sharded_evaluator(net, loss, metrics, layout, x_val, y_val, n_val, size)
