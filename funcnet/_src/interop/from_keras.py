@@ -280,7 +280,11 @@ def from_keras(model: Any) -> tuple[Layer, Params, State]:
     model...) is refused with an error naming the Keras layer, the option
     and the fix. Masks from ``Masking`` and ``Embedding(mask_zero=True)``
     reach the recurrent layers past the layers Keras lets them through
-    (Dense, Dropout, activations, LayerNormalization...: ``fn.pass_mask``).
+    (Dense, Dropout, activations, LayerNormalization...: ``fn.pass_mask``),
+    and ``MultiHeadAttention`` (built with ``masked=True``), the elementwise
+    merges and ``GlobalAveragePooling1D`` read them as Keras does; a
+    ``MultiHeadAttention`` called with ``attention_mask=`` takes it as one
+    more input (a ``keras.Input`` mask is then an input of the model).
 
     Args:
         model: a Keras 3 model whose inputs have known shapes (a Sequential
