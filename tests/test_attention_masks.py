@@ -318,3 +318,17 @@ def test_padded_transformer_encoder_predicts_as_keras(padded_encoder):
     np.testing.assert_allclose(got, keras_predict(model, IDS[:3]), **TOL)
     alone = fn.predict(net, params, state, IDS[1:2, :4])  # padding changes nothing
     np.testing.assert_allclose(alone, np.asarray(got)[1:2], **TOL)
+
+
+def test_cross_attention_between_two_padded_sequences_predicts_as_keras():
+    # Keras's query_mask from the queries' padding, value_mask (and key_mask) from the values'.
+    with jax.numpy_rank_promotion("allow"):
+        q_ids, v_ids = keras.Input((6,), dtype="int32"), keras.Input((5,), dtype="int32")
+        q = L.Embedding(12, 8, mask_zero=True)(q_ids)
+        v = L.Embedding(12, 6, mask_zero=True)(v_ids)
+        y = L.MultiHeadAttention(2, 4)(q, v, key=v)
+    model = build([q_ids, v_ids], y, "cross")
+    values = np.flip(IDS[:, :5], axis=0).copy()  # 0, 1, 4 and 5 real values
+    net, params, state = fn.from_keras(model)
+    got = fn.predict(net, params, state, (IDS, values))
+    np.testing.assert_allclose(got, keras_predict(model, [IDS, values]), **TOL)
