@@ -325,7 +325,7 @@ def fit(
         check_pair("fit", x, y)
         # The targets' range is all their checks read: from the host copy when
         # there is one, so that checking costs no device work.
-        if crossentropy_kind(loss_fn)[0] is not None:
+        if crossentropy_kind(loss_fn)[0] is not None and jax.process_count() == 1:
             y_range = value_range(given_y)
         input_spec = example_spec(x)
         ts, initial_epoch, history = _first_state(
