@@ -208,7 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{meta['cpus']} CPUs, "
         f"load average (1, 5, 15 min) {meta['load_average_at_start']} at start and "
         f"{meta['load_average_at_end']} at the end, {meta['seconds']} s.\n"
-        "Each cell: median (ratio to the hand-written JAX reference). "
+        "Each cell: median (ratio to the workload's reference, hand-written JAX unless the "
+        "table says otherwise). "
         "Versions: " + "; ".join(f"{k}: {v}" for k, v in versions.items()) + ".\n\n"
     )
     args.out.mkdir(parents=True, exist_ok=True)
