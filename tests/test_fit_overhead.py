@@ -177,3 +177,19 @@ def test_what_needs_the_host_keeps_one_epoch_per_call(circle, monkeypatch):
     with_rate = fit(optimizer=scheduled)  # the learning rate is logged from the state
     assert set(counts) == {1}
     assert len(with_rate.history["learning_rate"]) == 4
+
+
+def test_an_integer_seed_is_the_key_it_names(circle):
+    # fit makes a seed's key in one compiled call: the same key as jax.random.key,
+    # with the default implementation in force at the call.
+    x, y = circle
+    fit = functools.partial(
+        fn.fit, fn.Dense(1), x, y, loss="mse", optimizer=optax.sgd(0.1), epochs=2, verbose=0
+    )
+    by_seed, by_key = fit(key=-7), fit(key=jax.random.key(-7))
+    assert by_seed.history == by_key.history
+    for a, b in zip(_leaves(by_seed.train_state), _leaves(by_key.train_state)):
+        np.testing.assert_array_equal(a, b)
+    with jax.default_prng_impl("rbg"):
+        seeded = fn.init_train_state(fn.Dense(1), optax.sgd(0.1), (None, 2), key=jax.random.key(3))
+        assert fit(key=3, epochs=0).train_state.key.dtype == seeded.key.dtype
