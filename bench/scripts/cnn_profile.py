@@ -3,7 +3,8 @@
 Run ``python bench/scripts/cnn_profile.py`` from the repository root with
 funcnet installed (``pip install -e '.[bench]'``; about 3 minutes on 2 quiet cores;
 ``--rounds 2`` for a shorter run, ``--hlo FILE`` to also write funcnet's
-optimized step HLO, ``--profile`` for XLA's per-op time of funcnet's step).
+optimized step HLO, ``--profile`` for XLA's per-op time of funcnet's step,
+``--conv-variants`` for the second convolution alone written several ways).
 
 The model is the ``cnn`` workload's (bench/workloads/cnn.py): conv3x3(32)
 relu, conv3x3(64) relu (VALID), maxpool 2x2, flatten, dense(128) relu,
@@ -329,6 +330,80 @@ def xla_op_profile(impl: str, steps: int, top: int) -> str:
     return "\n".join(lines)
 
 
+def conv_variants(rounds: int) -> str:
+    """CPU ms per training step of conv2 alone, written several ways (bench/README.md's table).
+
+    The step: gradients wrt ``x``, ``w`` and ``b`` of
+    ``sum(relu(conv(relu(x + b), w)) ** 2)`` over 64x26x26x32 -> 64, VALID
+    3x3, as conv2 sees it in the CNN (its input the previous ReLU).
+    """
+    n, size, cin, features = BATCH, SIZE - 2, C1, C2
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(n, size, size, cin)), jnp.float32)
+    w = jnp.asarray(0.1 * rng.normal(size=(3, 3, cin, features)), jnp.float32)
+    b = jnp.zeros(cin)
+    out = size - 2
+
+    def taps(x: jax.Array) -> list[jax.Array]:
+        return [x[:, i : i + out, j : j + out, :] for i in range(3) for j in range(3)]
+
+    def product(p: jax.Array, w: jax.Array) -> jax.Array:
+        return lax.dot_general(p, w, (((p.ndim - 1,), (0,)), ((), ())))
+
+    def im2col(x: jax.Array, w: jax.Array) -> jax.Array:
+        return product(jnp.concatenate(taps(x), -1), w.reshape(-1, features))
+
+    def stack(x: jax.Array, w: jax.Array) -> jax.Array:
+        p = jnp.stack(taps(x), -2)
+        return lax.dot_general(p, w.reshape(9, cin, features), (((3, 4), (0, 1)), ((), ())))
+
+    def tap_sum(x: jax.Array, w: jax.Array) -> jax.Array:
+        return sum(product(s, w[t // 3, t % 3]) for t, s in enumerate(taps(x)))  # type: ignore[return-value]
+
+    def rows(x: jax.Array, w: jax.Array) -> jax.Array:
+        p = jnp.concatenate([x[:, :, j : j + out, :] for j in range(3)], -1)
+        return sum(product(p[:, i : i + out], w[i].reshape(-1, features)) for i in range(3))  # type: ignore[return-value]
+
+    def native(x: jax.Array, w: jax.Array) -> jax.Array:
+        dims = ("NHWC", "HWIO", "NHWC")
+        return lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=dims)
+
+    def in_parts(parts: int) -> Callable:
+        def f(x: jax.Array, w: jax.Array) -> jax.Array:
+            k = x.shape[0] // parts
+            return jnp.concatenate([im2col(x[i : i + k], w) for i in range(0, x.shape[0], k)])
+
+        return f
+
+    variants = {
+        "im2col": im2col,
+        "stack": stack,
+        "tap sum": tap_sum,
+        "rows": rows,
+        "native": native,
+        "8 batch parts": in_parts(8),
+        "16 batch parts": in_parts(16),
+    }
+    steps = {}
+    for name, f in variants.items():
+
+        def loss(x: jax.Array, w: jax.Array, b: jax.Array, f: Callable = f) -> jax.Array:
+            return jnp.sum(jax.nn.relu(f(jax.nn.relu(x + b), w)) ** 2)
+
+        steps[name] = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+        jax.block_until_ready(steps[name](x, w, b))
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            c0 = time.process_time()
+            for _ in range(3):
+                jax.block_until_ready(step(x, w, b))
+            cpu[name].append((time.process_time() - c0) / 3)
+    lines = ["| conv2 written as | CPU ms per step (median) |", "|---|---|"]
+    lines += [f"| {name} | {statistics.median(v) * 1e3:.0f} |" for name, v in cpu.items()]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
@@ -341,7 +416,15 @@ def main() -> None:
     parser.add_argument("--impl", default="auto", help="funcnet's Conv/MaxPool impl=")
     parser.add_argument("--hlo", help="write funcnet's optimized step HLO to this file")
     parser.add_argument("--profile", action="store_true", help="XLA per-op time of funcnet's step")
+    parser.add_argument(
+        "--conv-variants", action="store_true", help="only: conv2 alone, written several ways"
+    )
     args = parser.parse_args()
+    if args.conv_variants:
+        print(uptime())
+        print(conv_variants(args.rounds))
+        print(uptime())
+        return
 
     print(uptime())
     print(thread_settings())
