@@ -97,6 +97,12 @@ LAYER_DEFAULTS = [
     (fn.SimpleRNN, "go_backwards", lambda: keras.layers.SimpleRNN(1), "go_backwards"),
     (fn.MultiHeadAttention, "use_bias", lambda: keras.layers.MultiHeadAttention(1, 1), "use_bias"),
     (
+        fn.MultiHeadAttention,
+        "attention_axes",
+        lambda: keras.layers.MultiHeadAttention(1, 1),
+        "attention_axes",
+    ),
+    (
         fn.Bidirectional,
         "merge",
         lambda: keras.layers.Bidirectional(keras.layers.LSTM(1)),
