@@ -116,8 +116,10 @@ def evaluate(
 
     Args:
         net: the model.
-        params, state: from ``init`` or ``fit`` (``result.params``, ``result.state``).
-        x: inputs ``[n, ...]``; y: targets ``[n, ...]``.
+        params: from ``init`` or ``fit`` (``result.params``).
+        state: from ``init`` or ``fit`` (``result.state``).
+        x: inputs ``[n, ...]``.
+        y: targets ``[n, ...]``.
         loss: a loss function or name; metrics: metric functions or names.
         batch_size: examples per batch (default: one batch).
         mesh: a ``jax.sharding.Mesh`` or a list of devices: ``x`` and ``y``
