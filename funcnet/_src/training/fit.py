@@ -56,7 +56,8 @@ from funcnet._src.training.engine import (
     signature_of,
     value_range,
 )
-from funcnet._src.training.inference import eval_program, evaluate_arrays, predict
+from funcnet._src.training.eval_program import eval_program, evaluate_arrays
+from funcnet._src.training.inference import predict
 from funcnet._src.training.keras_callbacks import BackupAndRestore
 from funcnet._src.training.model_cache import ModelCache
 from funcnet._src.training.precision import MixedPrecision, as_policy, check_loss_scale

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -15,8 +15,10 @@ from funcnet._src.metrics import Metric
 from funcnet._src.parallel.sharding import layout
 from funcnet._src.training.arguments import check_net, check_positive_int, get_metrics
 from funcnet._src.training.data import as_arrays, check_pair, num_examples, take
+from funcnet._src.training.eval_program import batches, eval_program, evaluate_arrays
 from funcnet._src.training.model_cache import ModelCache
-from funcnet._src.training.programs import SharedProgram, shared_jit
+from funcnet._src.training.programs import shared_jit
+from funcnet._src.training.sharded_eval import on_mesh, sharded_evaluator
 
 # Compiled per model, and dropped with it.
 _PROGRAMS: ModelCache[Callable] = ModelCache()
@@ -30,40 +32,6 @@ def _predict_program(net: Layer) -> Callable:
         return shared_jit(forward)
 
     return _PROGRAMS.get(net, "predict", build)
-
-
-def eval_program(net: Layer, loss: Loss, metrics: tuple[tuple[str, Metric], ...]) -> SharedProgram:
-    """``(params, state, x, y) -> {name: sum over the batch}``: losses and metrics on the device."""
-
-    def build(net: Layer) -> Callable:
-        def sums(params, state, x, y):
-            predictions = net.apply(params, state, x, train=False)[0]
-            count = jax.tree.leaves(y)[0].shape[0]
-            out = {"loss": loss(predictions, y) * count}
-            for name, metric in metrics:
-                out[name] = metric(predictions, y) * count
-            return out
-
-        return shared_jit(sums)
-
-    return cast(SharedProgram, _PROGRAMS.get(net, ("evaluate", loss, metrics), build))
-
-
-def batches(n: int, batch_size: int | None) -> list[slice]:
-    """Consecutive slices of at most ``batch_size`` (all ``n`` when None)."""
-    size = n if batch_size is None else int(batch_size)
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)] or [slice(0, 0)]
-
-
-def evaluate_arrays(
-    program: Callable, params: Params, state: State, x: Any, y: Any, n: int, batch_size: int | None
-) -> dict[str, float]:
-    """Means over all examples of the sums that ``program`` computes per batch."""
-    totals: dict[str, jax.Array] = {}
-    for s in batches(n, batch_size):
-        for name, value in program(params, state, take(x, s), take(y, s)).items():
-            totals[name] = totals[name] + value if name in totals else value
-    return {name: float(value) / n for name, value in jax.device_get(totals).items()}
 
 
 def predict(
@@ -148,9 +116,6 @@ def evaluate(
     n = check_pair("evaluate", x, y)
     loss_fn, metric_fns = get_loss(loss), get_metrics(metrics, "evaluate")
     if placement is not None:
-        # Here, not at the top: sharded_eval builds on eval_program, defined above.
-        from funcnet._src.training.sharded_eval import on_mesh, sharded_evaluator
-
         split = sharded_evaluator(net, loss_fn, metric_fns, placement, x, y, n, batch_size or n)
         return split(*on_mesh(placement, (params, state)))
     program = eval_program(net, loss_fn, metric_fns)

@@ -8,7 +8,7 @@ reads), so the memory it takes per device falls as devices are added. One
 compiled program evaluates it: a ``lax.scan`` over the full batches, each
 gathered with ``Layout.take_rows`` (one reduce-scatter, the batch split over
 the devices), then the last, smaller batch. The batches are those of the
-one-device evaluation (``inference.batches``), their sums added in the same
+one-device evaluation (``eval_program.batches``), their sums added in the same
 order, so the logs equal it up to the order of the sums inside a batch.
 """
 
@@ -25,7 +25,7 @@ from funcnet._src.losses import Loss
 from funcnet._src.metrics import Metric
 from funcnet._src.parallel.sharding import Layout, put
 from funcnet._src.training.data import take
-from funcnet._src.training.inference import eval_program
+from funcnet._src.training.eval_program import eval_program
 from funcnet._src.training.model_cache import ModelCache
 from funcnet._src.training.programs import shared_jit
 
@@ -117,7 +117,7 @@ def sharded_evaluator(
     """``evaluate(params, state) -> {name: mean}`` over ``(x, y)``, placed once over ``layout``.
 
     Args:
-        net, loss, metrics: what to evaluate, as for ``inference.eval_program``.
+        net, loss, metrics: what to evaluate, as for ``eval_program.eval_program``.
         layout: the mesh and data axis the data is split over.
         x, y: ``n`` examples (host arrays: no device ever holds them whole).
         n: the number of examples.
