@@ -10,6 +10,7 @@ installed (``pip install -e ".[keras]"``; the test extra includes it).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 
@@ -52,6 +53,16 @@ def keras_call(layer, x, **kwargs):
 
 def funcnet_call(layer, params, state, x, **kwargs):
     return np.asarray(layer.apply(params, state, jnp.asarray(x), **kwargs)[0])
+
+
+def ours_and_keras(layer, params, state, twin, x, **keras_kwargs):
+    """funcnet's output and its Keras twin's on x, computed in one compiled program
+    (eagerly each op would compile a program of its own)."""
+
+    def both(params, state, x):
+        return layer.apply(params, state, x)[0], twin(x, **keras_kwargs)
+
+    return jax.device_get(jax.jit(both)(params, state, jnp.asarray(x)))
 
 
 def data(*shape, seed=0, scale=1.0, shift=0.0):
@@ -158,16 +169,38 @@ def test_most_funcnet_activation_names_are_keras_names():
     )
 
 
+ACTIVATION_X = np.concatenate([np.linspace(-6, 6, 49, dtype=np.float32), data(15, scale=3)])[
+    None, :
+]
+
+
+@pytest.fixture(scope="module")
+def activation_outputs():
+    """Per name: funcnet's activation, Keras's, and funcnet's Dense(activation=name) on the
+    identity weights, all computed in one compiled program (one compilation, not 3 per name)."""
+
+    def every_activation(x):
+        outputs = {}
+        for name in KERAS_ACTIVATION_NAMES:
+            dense = fn.Dense(x.shape[1], activation=name)
+            _, _, state = dense.init(jax.random.key(0), x.shape)
+            params = {"w": jnp.eye(x.shape[1]), "b": jnp.zeros(x.shape[1])}
+            outputs[name] = (
+                fn.Activation(name).apply({}, {}, x)[0],
+                keras.layers.Activation(name)(x),
+                dense.apply(params, state, x)[0],
+            )
+        return outputs
+
+    with jax.numpy_rank_promotion("allow"):
+        return jax.device_get(jax.jit(every_activation)(jnp.asarray(ACTIVATION_X)))
+
+
 @pytest.mark.parametrize("name", KERAS_ACTIVATION_NAMES)
-def test_activation_string_computes_what_keras_computes(name):
-    x = np.concatenate([np.linspace(-6, 6, 49, dtype=np.float32), data(15, scale=3)])[None, :]
-    ours = funcnet_call(fn.Activation(name), {}, {}, x)
-    theirs = keras_call(keras.layers.Activation(name), x)
+def test_activation_string_computes_what_keras_computes(name, activation_outputs):
+    ours, theirs, dense_ours = activation_outputs[name]
     np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6, err_msg=name)
-    dense_ours = fn.Dense(x.shape[1], activation=name)
-    _, params, state = dense_ours.init(jax.random.key(0), x.shape)
-    params = {"w": jnp.eye(x.shape[1]), "b": jnp.zeros(x.shape[1])}
-    np.testing.assert_allclose(funcnet_call(dense_ours, params, state, x), theirs, **TOL)
+    np.testing.assert_allclose(dense_ours, theirs, **TOL)
 
 
 ACTIVATION_LAYERS = {
@@ -190,21 +223,36 @@ ACTIVATION_LAYERS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(ACTIVATION_LAYERS))
-def test_activation_layer_computes_what_keras_computes(case):
-    ours, theirs = ACTIVATION_LAYERS[case]
+@pytest.fixture(scope="module")
+def activation_layer_outputs():
+    """Per case: funcnet's layer and Keras's twin on the same input, in one compiled program."""
     x = data(3, 4, 5, scale=3)
-    expected = keras_call(theirs(), x)
-    np.testing.assert_allclose(funcnet_call(ours, {}, {}, x), expected, rtol=1e-6, atol=1e-6)
+
+    def every_layer(x):
+        return {
+            case: (ours.apply({}, {}, x)[0], theirs()(x))
+            for case, (ours, theirs) in ACTIVATION_LAYERS.items()
+        }
+
+    with jax.numpy_rank_promotion("allow"):
+        return jax.device_get(jax.jit(every_layer)(jnp.asarray(x)))
+
+
+@pytest.mark.parametrize("case", sorted(ACTIVATION_LAYERS))
+def test_activation_layer_computes_what_keras_computes(case, activation_layer_outputs):
+    ours, expected = activation_layer_outputs[case]
+    np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- layers with weights
 
 
 def init(layer, shape):
-    return layer.init(jax.random.key(0), shape)[1:]
+    # Jitted: one compiled program instead of one per eager initializer op.
+    return jax.jit(lambda key: layer.init(key, shape)[1:])(jax.random.key(0))
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def randomise(tree, seed=1):
     leaves, treedef = jax.tree.flatten(tree)
     keys = jax.random.split(jax.random.key(seed), len(leaves))
@@ -222,18 +270,18 @@ def test_dense():
     twin = keras.layers.Dense(5, activation="gelu")
     twin.build((None, 6))
     twin.set_weights([np.asarray(params["w"]), np.asarray(params["b"])])
-    np.testing.assert_allclose(funcnet_call(ours, params, state, x), keras_call(twin, x), **TOL)
+    np.testing.assert_allclose(*ours_and_keras(ours, params, state, twin, x), **TOL)
 
 
 @pytest.mark.parametrize(
     ("kernel", "strides", "padding", "groups", "spatial"),
     [
         ((3, 3), 1, "VALID", 1, (9, 9)),
-        ((3, 3), 2, "VALID", 1, (9, 9)),
-        ((3, 3), 1, "SAME", 1, (8, 8)),
+        pytest.param((3, 3), 2, "VALID", 1, (9, 9), marks=pytest.mark.slow),
+        pytest.param((3, 3), 1, "SAME", 1, (8, 8), marks=pytest.mark.slow),
         ((3, 3), 2, "SAME", 1, (8, 8)),  # SAME's uneven padding goes at the end in both
         ((2, 4), (2, 1), "SAME", 2, (7, 8)),
-        ((3,), 1, "VALID", 1, (10,)),
+        pytest.param((3,), 1, "VALID", 1, (10,), marks=pytest.mark.slow),
         ((3,), 2, "SAME", 1, (10,)),
     ],
 )
@@ -247,7 +295,7 @@ def test_conv(kernel, strides, padding, groups, spatial):
     )
     twin.build((None, *spatial, 4))
     twin.set_weights([np.asarray(params["w"]), np.asarray(params["b"])])
-    np.testing.assert_allclose(funcnet_call(ours, params, state, x), keras_call(twin, x), **TOL)
+    np.testing.assert_allclose(*ours_and_keras(ours, params, state, twin, x), **TOL)
 
 
 def copy_norm(ours_params, twin):
@@ -263,7 +311,7 @@ def test_layer_normalization_defaults_on_low_variance_input():
     twin = keras.layers.LayerNormalization()
     twin.build((None, 3, 8))
     copy_norm(params, twin)
-    np.testing.assert_allclose(funcnet_call(ours, params, state, x), keras_call(twin, x), **TOL)
+    np.testing.assert_allclose(*ours_and_keras(ours, params, state, twin, x), **TOL)
 
 
 def test_group_normalization_defaults():
@@ -274,7 +322,7 @@ def test_group_normalization_defaults():
     twin = keras.layers.GroupNormalization()
     twin.build((None, 5, 5, 64))
     copy_norm(params, twin)
-    np.testing.assert_allclose(funcnet_call(ours, params, state, x), keras_call(twin, x), **TOL)
+    np.testing.assert_allclose(*ours_and_keras(ours, params, state, twin, x), **TOL)
 
 
 def test_rms_normalization():
@@ -285,7 +333,7 @@ def test_rms_normalization():
     twin = keras.layers.RMSNormalization()
     twin.build((None, 8))
     twin.set_weights([np.asarray(params["scale"])])
-    np.testing.assert_allclose(funcnet_call(ours, params, state, x), keras_call(twin, x), **TOL)
+    np.testing.assert_allclose(*ours_and_keras(ours, params, state, twin, x), **TOL)
 
 
 def batchnorm_pair(axis, shape):
@@ -306,9 +354,7 @@ def batchnorm_pair(axis, shape):
 def test_batch_normalization_inference(axis, shape):
     x = data(5, *shape, scale=2, shift=1)
     ours, params, state, twin = batchnorm_pair(axis, shape)
-    np.testing.assert_allclose(
-        funcnet_call(ours, params, state, x), keras_call(twin, x, training=False), **TOL
-    )
+    np.testing.assert_allclose(*ours_and_keras(ours, params, state, twin, x, training=False), **TOL)
 
 
 def test_batch_normalization_training_step():
@@ -327,7 +373,7 @@ def test_embedding():
     twin = keras.layers.Embedding(10, 4)
     twin.build((None, 3))
     twin.set_weights([np.asarray(params["embedding"])])
-    np.testing.assert_allclose(funcnet_call(ours, params, state, ids), keras_call(twin, ids))
+    np.testing.assert_allclose(*ours_and_keras(ours, params, state, twin, ids))
 
 
 @pytest.mark.parametrize(
@@ -363,9 +409,7 @@ def test_parameterless_layers(ours, theirs, spatial):
     x = data(2, *spatial, 3)
     layer = ours()
     params, state = init(layer, (None, *spatial, 3))
-    np.testing.assert_allclose(
-        funcnet_call(layer, params, state, x), keras_call(theirs(), x), **TOL
-    )
+    np.testing.assert_allclose(*ours_and_keras(layer, params, state, theirs(), x), **TOL)
 
 
 def test_dropout_is_the_identity_in_inference():
@@ -376,8 +420,18 @@ def test_dropout_is_the_identity_in_inference():
     )
 
 
-@pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
-@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize(
+    ("return_sequences", "kind"),
+    [
+        # Each kind and each return_sequences by default; the other pairs in the slow run.
+        (False, "LSTM"),
+        (True, "GRU"),
+        (True, "SimpleRNN"),
+        pytest.param(False, "SimpleRNN", marks=pytest.mark.slow),
+        pytest.param(False, "GRU", marks=pytest.mark.slow),
+        pytest.param(True, "LSTM", marks=pytest.mark.slow),
+    ],
+)
 def test_recurrent(kind, return_sequences):
     x = data(2, 5, 3)
     ours = getattr(fn, kind)(4, return_sequences=return_sequences)
@@ -386,4 +440,4 @@ def test_recurrent(kind, return_sequences):
     twin = getattr(keras.layers, kind)(4, return_sequences=return_sequences)
     twin.build((None, 5, 3))
     twin.set_weights([np.asarray(params[k]) for k in ("w", "u", "b")])
-    np.testing.assert_allclose(funcnet_call(ours, params, state, x), keras_call(twin, x), **TOL)
+    np.testing.assert_allclose(*ours_and_keras(ours, params, state, twin, x), **TOL)
