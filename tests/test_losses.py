@@ -6,47 +6,55 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 import funcnet as fn
+from tests._gradcheck import check_many_grads_rev
 
 P = np.array([[0.2], [0.9], [0.6]], dtype=np.float32)
 T = np.array([[0.0], [1.0], [1.0]], dtype=np.float32)
 
 
 def test_regression_losses_known_answers():
-    assert float(fn.mse(P, T)) == pytest.approx(np.mean((P - T) ** 2))
-    assert float(fn.mae(P, T)) == pytest.approx(np.mean(np.abs(P - T)))
+    # One compiled program for all the known answers (eager calls compile one per op).
+    mse, mae, huber = jax.jit(
+        lambda p, t, h: (fn.mse(p, t), fn.mae(p, t), fn.huber(jnp.zeros(3), h))
+    )(P, T, jnp.array([0.0, 0.5, 3.0]))
+    assert float(mse) == pytest.approx(np.mean((P - T) ** 2))
+    assert float(mae) == pytest.approx(np.mean(np.abs(P - T)))
     d = np.abs(np.array([0.0, 0.5, 3.0]))
     expected = np.mean(np.where(d <= 1, 0.5 * d**2, d - 0.5))
-    assert float(fn.huber(jnp.zeros(3), jnp.array([0.0, 0.5, 3.0]))) == pytest.approx(expected)
+    assert float(huber) == pytest.approx(expected)
 
 
 def test_binary_crossentropy_from_probabilities_and_logits_agree():
     expected = -np.mean(T * np.log(P) + (1 - T) * np.log(1 - P))
-    assert float(fn.binary_crossentropy(P, T)) == pytest.approx(expected, rel=1e-5)
     logits = np.log(P / (1 - P))
-    assert float(fn.binary_crossentropy(logits, T, from_logits=True)) == pytest.approx(
-        expected, rel=1e-5
-    )
+    from_probs, from_logits = jax.jit(
+        lambda p, z: (
+            fn.binary_crossentropy(p, T),
+            fn.binary_crossentropy(z, T, from_logits=True),
+        )
+    )(P, logits)
+    assert float(from_probs) == pytest.approx(expected, rel=1e-5)
+    assert float(from_logits) == pytest.approx(expected, rel=1e-5)
 
 
 def test_categorical_losses_known_answers():
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype=np.float32)
-    labels = np.array([0, 2])
+    labels = np.array([0, 2])  # host labels: the sparse loss validates them while tracing
     expected = -np.mean(np.log([0.7, 0.8]))
     onehot = np.eye(3, dtype=np.float32)[labels]
-    assert float(fn.categorical_crossentropy(probs, onehot)) == pytest.approx(expected, rel=1e-5)
-    assert float(fn.sparse_categorical_crossentropy(probs, labels)) == pytest.approx(
-        expected, rel=1e-5
-    )
     logits = np.log(probs)
-    assert float(fn.categorical_crossentropy(logits, onehot, from_logits=True)) == pytest.approx(
-        expected, rel=1e-5
-    )
-    assert float(
-        fn.sparse_categorical_crossentropy(logits, labels, from_logits=True)
-    ) == pytest.approx(expected, rel=1e-5)
+    answers = jax.jit(
+        lambda probs, logits: (
+            fn.categorical_crossentropy(probs, onehot),
+            fn.sparse_categorical_crossentropy(probs, labels),
+            fn.categorical_crossentropy(logits, onehot, from_logits=True),
+            fn.sparse_categorical_crossentropy(logits, labels, from_logits=True),
+        )
+    )(probs, logits)
+    for answer in answers:
+        assert float(answer) == pytest.approx(expected, rel=1e-5)
 
 
 LOSSES = {
@@ -68,25 +76,24 @@ LOSSES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
-def test_loss_gradients_match_numerical_in_float64(name):
-    loss, make_targets = LOSSES[name]
+def test_loss_gradients_match_numerical_in_float64():
+    # Every loss's second-order check runs in one compiled program.
+    cases = {}
     with jax.enable_x64(True):
-        targets = make_targets(jax.random.key(1)).astype(jnp.float64)
-        predictions = jax.random.uniform(jax.random.key(2), targets.shape, jnp.float64, 0.2, 0.8)
-        check_grads(lambda p: loss(p, targets), (predictions,), order=2, modes=["rev"])
-
-
-def test_sparse_crossentropy_gradient_matches_numerical():
-    with jax.enable_x64(True):
+        for name, (loss, make_targets) in LOSSES.items():
+            # Host targets: the losses validate concrete targets while tracing.
+            targets = np.asarray(make_targets(jax.random.key(1)), np.float64)
+            predictions = jax.random.uniform(
+                jax.random.key(2), targets.shape, jnp.float64, 0.2, 0.8
+            )
+            cases[name] = (functools.partial(loss, targets=targets), (predictions,))
         logits = jax.random.normal(jax.random.key(0), (5, 4), jnp.float64)
-        labels = jnp.array([0, 3, 1, 1, 2])
-        check_grads(
+        labels = np.array([0, 3, 1, 1, 2])
+        cases["sparse_cce_logits"] = (
             lambda z: fn.sparse_categorical_crossentropy(z, labels, from_logits=True),
             (logits,),
-            order=2,
-            modes=["rev"],
         )
+        check_many_grads_rev(cases, order=2)
 
 
 def test_loss_rejects_targets_of_another_shape_with_the_fix():
@@ -131,10 +138,19 @@ def test_multi_loss_errors():
 
 def test_metrics_known_answers():
     scores = jnp.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
-    assert float(fn.accuracy(scores, jnp.array([1, 1, 1]))) == pytest.approx(2 / 3)
-    assert float(fn.accuracy(scores, jnp.eye(2)[jnp.array([1, 0, 1])])) == 1.0
-    assert float(fn.binary_accuracy(P, T)) == 1.0
-    assert float(fn.binary_accuracy(P, T, threshold=0.7)) == pytest.approx(2 / 3)
+    labels, onehot = np.array([1, 1, 1]), np.eye(2, dtype=np.float32)[[1, 0, 1]]
+    accuracy, onehot_accuracy, binary, binary_07 = jax.jit(
+        lambda s, p: (
+            fn.accuracy(s, labels),
+            fn.accuracy(s, onehot),
+            fn.binary_accuracy(p, T),
+            fn.binary_accuracy(p, T, threshold=0.7),
+        )
+    )(scores, P)
+    assert float(accuracy) == pytest.approx(2 / 3)
+    assert float(onehot_accuracy) == 1.0
+    assert float(binary) == 1.0
+    assert float(binary_07) == pytest.approx(2 / 3)
 
 
 def test_metric_errors():
