@@ -1,7 +1,10 @@
 """Data parallelism on 4 devices: the same results as on one device.
 
-These tests need 4 devices. ``tests/test_parallel.py`` runs this file in a
-subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (set
+These tests need 4 devices. Each 4-device run compiles everything again, so
+only the equality of 4-device and 1-device training (with validation,
+callbacks and the data split over the devices) and the errors that compile
+nothing run by default; the further configurations are marked slow.
+``tests/test_parallel.py`` runs this file in a subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (set
 before JAX starts, as it must be); on a machine with 4 GPUs or TPU cores run
 it directly: ``python -m pytest tests/parallel_cases.py``.
 """
@@ -53,15 +56,29 @@ def one_device():
     return train()
 
 
+def data_bytes_per_device():
+    """Bytes per device id of the live arrays with the training data's 48 rows."""
+    import gc
+
+    gc.collect()  # arrays of earlier runs, if a reference cycle still holds them
+    held = {}
+    for array in jax.live_arrays():
+        if array.ndim and array.shape[0] == len(X):
+            for shard in array.addressable_shards:
+                held[shard.device.id] = held.get(shard.device.id, 0) + shard.data.nbytes
+    return held
+
+
 @functools.cache
 def four_devices():
-    epochs = []
-    result = train(
-        mesh=DEVICES,
-        validation_data=(X[:10], Y[:10]),
-        callbacks=[lambda epoch, logs: epochs.append(epoch)],
-    )
-    return result, epochs
+    epochs, held = [], {}
+
+    def callback(epoch, logs):
+        epochs.append(epoch)
+        held.setdefault("bytes", data_bytes_per_device())
+
+    result = train(mesh=DEVICES, validation_data=(X[:10], Y[:10]), callbacks=[callback])
+    return result, epochs, held["bytes"]
 
 
 @functools.cache
@@ -70,7 +87,7 @@ def fsdp_run():
 
 
 def test_fit_on_four_devices_equals_one_device():
-    one, (four, _) = one_device(), four_devices()
+    one, (four, _, _) = one_device(), four_devices()
     assert_same(one.params, four.params)
     np.testing.assert_allclose(one.history["loss"], four.history["loss"], **TOL)
     w = four.params[0]["w"]
@@ -78,12 +95,19 @@ def test_fit_on_four_devices_equals_one_device():
 
 
 def test_validation_data_and_callbacks_work_on_a_mesh():
-    four, epochs = four_devices()
+    four, epochs, _ = four_devices()
     assert epochs == [0, 1]
     val = fn.evaluate(NET, four.params, four.state, X[:10], Y[:10], loss="mse")
     np.testing.assert_allclose(four.history["val_loss"][-1], val["loss"], **TOL)
 
 
+def test_each_device_holds_a_quarter_of_the_training_data():
+    # (tests/test_sharded_data.py measures this against one device, and more, as a slow test.)
+    *_, held = four_devices()
+    assert held == {i: 12 * (3 + 1) * 4 for i in range(4)}  # 12 rows of x and y, float32
+
+
+@pytest.mark.slow
 def test_the_step_is_data_parallel_xla_all_reduces_the_gradients():
     ts = fn.init_train_state(NET, optax.sgd(0.1), (None, 3), key=0)
     step = fn.make_train_step(NET, "mse", optax.sgd(0.1), mesh=DEVICES, donate=False)
@@ -93,6 +117,7 @@ def test_the_step_is_data_parallel_xla_all_reduces_the_gradients():
     assert [s.shard_shape(a.shape) for s, a in zip(batch_in, (X[:8], Y[:8]))] == [(2, 3), (2, 1)]
 
 
+@pytest.mark.slow
 def test_make_train_step_on_four_devices_equals_one_device():
     plain = fn.make_train_step(NET, "mse", OPT)
     shard = fn.make_train_step(NET, "mse", OPT, mesh=DEVICES)
@@ -106,6 +131,7 @@ def test_make_train_step_on_four_devices_equals_one_device():
     assert b.params[0]["w"].sharding.is_fully_replicated
 
 
+@pytest.mark.slow
 def test_batchnorm_statistics_are_over_the_global_batch():
     # Each device's quarter of the batch has a different mean, so per-device
     # statistics would differ from the global ones.
@@ -126,6 +152,7 @@ def test_batchnorm_statistics_are_over_the_global_batch():
     np.testing.assert_allclose(four.state[1]["var"], hidden.var(0), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_two_axis_mesh_splits_the_batch_over_the_data_axis_only():
     mesh = Mesh(np.array(DEVICES).reshape(2, 2), ("data", "model"))
     assert_same(one_device().params, train(mesh=mesh).params)
@@ -136,6 +163,7 @@ def test_a_two_axis_mesh_splits_the_batch_over_the_data_axis_only():
     assert_same(plain[0].params, step(ts, (X[:6], Y[:6]))[0].params)
 
 
+@pytest.mark.slow
 def test_fsdp_shards_large_leaves_and_their_optimizer_moments():
     sharded = fsdp_run()
     assert specs(sharded.params) == (
@@ -150,6 +178,7 @@ def test_fsdp_shards_large_leaves_and_their_optimizer_moments():
     assert all(s == PartitionSpec() for s in jax.tree.leaves(specs(default)))
 
 
+@pytest.mark.slow
 def test_a_stream_of_batches_is_split_over_the_devices():
     batches = [(X[i : i + 8], Y[i : i + 8]) for i in range(0, 48, 8)]
     one = fn.fit(NET, batches, loss="mse", optimizer=OPT, epochs=2, verbose=0)
@@ -158,6 +187,7 @@ def test_a_stream_of_batches_is_split_over_the_devices():
     np.testing.assert_allclose(one.history["loss"], four.history["loss"], **TOL)
 
 
+@pytest.mark.slow
 def test_the_last_partial_batch_is_trimmed_to_a_multiple_of_the_devices():
     # 46 examples in batches of 8: five full batches and 6 left, trimmed to 4
     # (rows 40..43 without shuffling); on one device that is this stream:
@@ -191,6 +221,7 @@ def test_the_train_step_rejects_a_batch_it_cannot_split():
         step(ts, (X[:6], Y[:6]))
 
 
+@pytest.mark.slow
 def test_a_stream_batch_that_does_not_divide_names_the_batch():
     batches = [(X[:8], Y[:8]), (X[8:14], Y[8:14])]
     with pytest.raises(
@@ -202,6 +233,7 @@ def test_a_stream_batch_that_does_not_divide_names_the_batch():
         fn.shard_batch(X[:6], DEVICES)
 
 
+@pytest.mark.slow
 def test_sharded_checkpoints_gather_save_load_and_place_back(tmp_path):
     result = fsdp_run()
     host = fn.gather_for_save(result.train_state)
@@ -214,6 +246,7 @@ def test_sharded_checkpoints_gather_save_load_and_place_back(tmp_path):
     assert int(placed.step) == 12 and jax.random.key_data(placed.key).shape == (2,)
 
 
+@pytest.mark.slow
 def test_fit_checkpoints_an_fsdp_run_and_resumes_it_in_its_layout(tmp_path):
     fsdp = {"net": WIDE, "mesh": DEVICES, "param_sharding": fn.fsdp(min_size=40)}
     train(**fsdp, epochs=1, checkpoint=tmp_path)
@@ -232,6 +265,7 @@ def test_process_share_is_the_whole_batch_with_one_process():
         fn.distributed.process_rows(6, DEVICES)
 
 
+@pytest.mark.slow
 def test_the_example_trains_on_four_devices():
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
     import data_parallel

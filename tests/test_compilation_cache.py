@@ -1,5 +1,6 @@
 """The persistent compilation cache is opt-in; fit changes no JAX setting."""
 
+import json
 import os
 import subprocess
 import sys
@@ -36,51 +37,65 @@ def test_fit_leaves_every_jax_setting_alone(monkeypatch):
     assert dict(jax.config.values) == before
 
 
-def test_enable_sets_a_bounded_cache_in_the_folder(tmp_path):
-    run_python(
-        f"""
-        import jax, jax.numpy as jnp
-        import funcnet as fn
-        folder = fn.enable_compilation_cache({str(tmp_path / "cache")!r}, max_bytes=1 << 20)
-        assert folder == {str(tmp_path / "cache")!r}
-        assert jax.config.values["jax_compilation_cache_dir"] == folder
-        assert jax.config.values["jax_compilation_cache_max_size"] == 1 << 20
-        assert jax.config.values["jax_persistent_cache_min_compile_time_secs"] == 0.0
-        jax.jit(lambda x: x + 1)(jnp.ones(3))
-        """
-    )
-    assert any((tmp_path / "cache").iterdir())  # the program was written there
+@pytest.fixture(scope="module")
+def seen(tmp_path_factory):
+    """What enable_compilation_cache did in one fresh process (JAX starts once for the three cases).
 
-
-def test_enable_keeps_a_cache_the_user_configured(tmp_path):
-    run_python(
-        f"""
-        import jax
-        import funcnet as fn
-        jax.config.update("jax_compilation_cache_dir", {str(tmp_path / "mine")!r})
-        assert fn.enable_compilation_cache({str(tmp_path / "other")!r}) == {str(tmp_path / "mine")!r}
-        assert jax.config.values["jax_compilation_cache_dir"] == {str(tmp_path / "mine")!r}
-        assert jax.config.values["jax_compilation_cache_max_size"] == -1
-        """
-    )
-    assert not (tmp_path / "other").exists()
-
-
-def test_an_unwritable_folder_warns_and_trains_without(tmp_path):
-    blocker = tmp_path / "file"
+    The cases run in an order where each starts from JAX's defaults: the two
+    that leave no cache first, and nothing compiles before the bounded cache.
+    """
+    folder = tmp_path_factory.mktemp("cache")
+    blocker = folder / "file"
     blocker.write_text("")
-    run_python(
+    out = run_python(
         f"""
-        import warnings, jax
+        import json, warnings, jax, jax.numpy as jnp
         import funcnet as fn
+        seen = {{}}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            assert fn.enable_compilation_cache({str(blocker / "cache")!r}) is None
-        assert "cannot create the cache folder" in str(caught[0].message)
-        assert "without the persistent cache" in str(caught[0].message)
-        assert jax.config.values["jax_compilation_cache_dir"] is None
+            seen["unwritable"] = fn.enable_compilation_cache({str(blocker / "cache")!r})
+        seen["warnings"] = [str(w.message) for w in caught]
+        seen["dir_after_unwritable"] = jax.config.values["jax_compilation_cache_dir"]
+
+        jax.config.update("jax_compilation_cache_dir", {str(folder / "mine")!r})
+        seen["kept"] = fn.enable_compilation_cache({str(folder / "other")!r})
+        seen["kept_dir"] = jax.config.values["jax_compilation_cache_dir"]
+        seen["kept_max_size"] = jax.config.values["jax_compilation_cache_max_size"]
+        jax.config.update("jax_compilation_cache_dir", None)
+
+        seen["bounded"] = fn.enable_compilation_cache({str(folder / "cache")!r}, max_bytes=1 << 20)
+        seen["bounded_dir"] = jax.config.values["jax_compilation_cache_dir"]
+        seen["bounded_max_size"] = jax.config.values["jax_compilation_cache_max_size"]
+        seen["min_compile_time"] = jax.config.values["jax_persistent_cache_min_compile_time_secs"]
+        jax.jit(lambda x: x + 1)(jnp.ones(3))
+        print(json.dumps(seen))
         """
     )
+    return folder, json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_enable_sets_a_bounded_cache_in_the_folder(seen):
+    folder, seen = seen
+    assert seen["bounded"] == seen["bounded_dir"] == str(folder / "cache")
+    assert seen["bounded_max_size"] == 1 << 20
+    assert seen["min_compile_time"] == 0.0
+    assert any((folder / "cache").iterdir())  # the program was written there
+
+
+def test_enable_keeps_a_cache_the_user_configured(seen):
+    folder, seen = seen
+    assert seen["kept"] == seen["kept_dir"] == str(folder / "mine")
+    assert seen["kept_max_size"] == -1
+    assert not (folder / "other").exists()
+
+
+def test_an_unwritable_folder_warns_and_trains_without(seen):
+    _, seen = seen
+    assert seen["unwritable"] is None
+    assert "cannot create the cache folder" in seen["warnings"][0]
+    assert "without the persistent cache" in seen["warnings"][0]
+    assert seen["dir_after_unwritable"] is None
 
 
 @pytest.mark.parametrize("bad", [0, -5, 1.5, True, "1GB"])

@@ -14,6 +14,11 @@ Y = (np.sin(X[:, :1]) + X[:, 1:] ** 2).astype(np.float32)
 NET = fn.serial(fn.Dense(6, "tanh"), fn.Dense(1))
 
 
+def injected_sgd(rate):
+    """optax.sgd(rate) with the rate in the optimizer state: models alone share one program."""
+    return optax.inject_hyperparams(optax.sgd)(learning_rate=rate)
+
+
 def test_models_trained_together_equal_models_trained_alone():
     sgd = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
     rates = [0.01, 0.05, 0.2]
@@ -23,9 +28,10 @@ def test_models_trained_together_equal_models_trained_alone():
     )  # fmt: skip
     assert together.history["loss"].shape == (3, 3) and together.history["mae"].shape == (3, 3)
     for i, (seed, rate) in enumerate(zip([4, 5, 6], rates)):
+        # The rate as an injected hyperparameter, not a constant: one program for the three.
         alone = fn.fit(
-            NET, X, Y, loss="mse", optimizer=optax.sgd(rate), epochs=3, batch_size=8, key=seed,
-            metrics=["mae"], verbose=0,
+            NET, X, Y, loss="mse", optimizer=injected_sgd(rate), epochs=3, batch_size=8,
+            key=seed, metrics=["mae"], verbose=0,
         )  # fmt: skip
         jax.tree.map(
             lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6),
@@ -66,7 +72,7 @@ def test_a_diverging_model_stops_alone_and_is_reported_like_fit_reports_it():
     )
     assert many.nonfinite[0] is None and isinstance(many.nonfinite[1], NonFinite)
     fine, diverged = (
-        fn.fit(NET, X, Y, optimizer=optax.sgd(r), key=1, verbose=0, **args) for r in rates
+        fn.fit(NET, X, Y, optimizer=injected_sgd(r), key=1, verbose=0, **args) for r in rates
     )
     # fit stops at the same step, keeping the same last finite params.
     assert many.nonfinite[1] == diverged.nonfinite and diverged.stop_reason.startswith(

@@ -14,40 +14,51 @@ import pytest
 
 import funcnet as fn
 
-# Runs in a fresh interpreter in which importing funcnet is impossible.
+# Runs in a fresh interpreter in which importing funcnet is impossible; each
+# argument is "model file::inputs file".
 CONSUMER = textwrap.dedent(
     """
     import sys
     sys.modules["funcnet"] = None  # any import of funcnet now fails
     import jax, numpy as np
-    exported = jax.export.deserialize(bytearray(open(sys.argv[1], "rb").read()))
-    for name in sys.argv[2:]:
+    models = {}
+    for pair in sys.argv[1:]:
+        model, name = pair.split("::")
+        if model not in models:
+            models[model] = jax.export.deserialize(bytearray(open(model, "rb").read()))
         inputs = np.load(name)
         args = [inputs[k] for k in sorted(inputs.files)]
-        np.save(name + ".out.npy", np.asarray(exported.call(*args)))
+        np.save(name + ".out.npy", np.asarray(models[model].call(*args)))
     assert not any(m.startswith("funcnet.") for m in sys.modules)
     print("ok")
     """
 )
 
 
-def run_elsewhere(tmp_path, model_file, batches):
-    """Runs the exported file in a subprocess on each batch (a tuple of arrays); returns outputs."""
-    (tmp_path / "consumer.py").write_text(CONSUMER)
-    names = []
-    for i, arrays in enumerate(batches):
-        name = str(tmp_path / f"in{i}.npz")
-        np.savez(name, **{f"x{j}": a for j, a in enumerate(arrays)})
-        names.append(name)
+def run_elsewhere(folder, runs):
+    """Runs exported files in one subprocess (jax starts once for all of them).
+
+    ``runs`` maps a model file to its batches (tuples of arrays); returns the
+    outputs per model file, in the order of its batches.
+    """
+    (folder / "consumer.py").write_text(CONSUMER)
+    pairs, names = [], {}
+    for model_file, batches in runs.items():
+        names[model_file] = []
+        for arrays in batches:
+            name = str(folder / f"in{len(pairs)}.npz")
+            np.savez(name, **{f"x{j}": a for j, a in enumerate(arrays)})
+            pairs.append(f"{model_file}::{name}")
+            names[model_file].append(name)
     done = subprocess.run(
-        [sys.executable, str(tmp_path / "consumer.py"), str(model_file), *names],
-        cwd=tmp_path,
+        [sys.executable, str(folder / "consumer.py"), *pairs],
+        cwd=folder,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
-    return [np.load(name + ".out.npy") for name in names]
+    return {model: [np.load(n + ".out.npy") for n in ns] for model, ns in names.items()}
 
 
 def trained_cnn():
@@ -78,14 +89,47 @@ def trained_cnn():
     return net, result.params, result.state
 
 
-def test_a_program_with_only_jax_runs_the_exported_model_for_any_batch(tmp_path):
+def two_input_net():
+    return fn.serial(
+        fn.parallel(fn.serial(fn.Embedding(10, 4), fn.Flatten()), fn.Dense(3)),
+        fn.fan_in_concat(),
+        fn.Dense(2),
+    )
+
+
+@pytest.fixture(scope="module")
+def elsewhere(tmp_path_factory):
+    """The two exported models of the tests below, run by one jax-only subprocess."""
+    folder = tmp_path_factory.mktemp("export")
     net, params, state = trained_cnn()
-    assert not np.allclose(state[1]["mean"], 0.0)  # trained statistics, not the initial ones
-    exported = fn.export(net, params, state, (None, 6, 6, 2), tmp_path / "cnn.jax")
-    assert str(exported.in_avals[0]) == "float32[batch,6,6,2]"
+    cnn = fn.export(net, params, state, (None, 6, 6, 2), folder / "cnn.jax")
     rng = np.random.default_rng(1)
-    batches = [(rng.normal(size=(n, 6, 6, 2)).astype(np.float32),) for n in (1, 3, 17)]
-    outputs = run_elsewhere(tmp_path, tmp_path / "cnn.jax", batches)
+    cnn_batches = [(rng.normal(size=(n, 6, 6, 2)).astype(np.float32),) for n in (1, 3, 17)]
+    two = two_input_net()
+    spec = (jax.ShapeDtypeStruct((None, 5), jnp.int32), (None, 7))
+    _, two_params, two_state = two.init(jax.random.key(0), spec)
+    two_exported = fn.export(two, two_params, two_state, spec, folder / "two.jax")
+    rng = np.random.default_rng(2)
+    two_batches = [
+        (
+            rng.integers(0, 10, size=(n, 5)).astype(np.int32),
+            rng.normal(size=(n, 7)).astype(np.float32),
+        )
+        for n in (2, 9)
+    ]
+    outputs = run_elsewhere(
+        folder, {folder / "cnn.jax": cnn_batches, folder / "two.jax": two_batches}
+    )
+    return {
+        "cnn": (net, params, state, cnn, cnn_batches, outputs[folder / "cnn.jax"]),
+        "two": (two, two_params, two_state, two_exported, two_batches, outputs[folder / "two.jax"]),
+    }
+
+
+def test_a_program_with_only_jax_runs_the_exported_model_for_any_batch(elsewhere):
+    net, params, state, exported, batches, outputs = elsewhere["cnn"]
+    assert not np.allclose(state[1]["mean"], 0.0)  # trained statistics, not the initial ones
+    assert str(exported.in_avals[0]) == "float32[batch,6,6,2]"
     for (x,), out in zip(batches, outputs):
         expected = fn.predict(net, params, state, x)
         assert out.shape == (x.shape[0], 3) and out.dtype == np.float32
@@ -93,29 +137,15 @@ def test_a_program_with_only_jax_runs_the_exported_model_for_any_batch(tmp_path)
         np.testing.assert_allclose(out, exported.call(x), rtol=0, atol=0)
 
 
-def test_several_inputs_share_the_batch_and_integer_inputs_keep_their_dtype(tmp_path):
-    net = fn.serial(
-        fn.parallel(fn.serial(fn.Embedding(10, 4), fn.Flatten()), fn.Dense(3)),
-        fn.fan_in_concat(),
-        fn.Dense(2),
-    )
-    spec = (jax.ShapeDtypeStruct((None, 5), jnp.int32), (None, 7))
-    _, params, state = net.init(jax.random.key(0), spec)
-    exported = fn.export(net, params, state, spec, tmp_path / "two.jax")
+def test_several_inputs_share_the_batch_and_integer_inputs_keep_their_dtype(elsewhere):
+    net, params, state, exported, batches, outputs = elsewhere["two"]
     assert [str(a) for a in exported.in_avals] == [
         "int32[batch,5]",
         "float32[batch,7]",
     ]
-    rng = np.random.default_rng(2)
-    batches = [
-        (
-            rng.integers(0, 10, size=(n, 5)).astype(np.int32),
-            rng.normal(size=(n, 7)).astype(np.float32),
-        )
-        for n in (2, 9)
-    ]
-    for (ids, x), out in zip(batches, run_elsewhere(tmp_path, tmp_path / "two.jax", batches)):
-        expected, _ = net.apply(params, state, (ids, x))
+    apply = jax.jit(net.apply)  # one program per batch size, not one per eager op
+    for (ids, x), out in zip(batches, outputs):
+        expected, _ = apply(params, state, (ids, x))
         np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
 
 

@@ -26,7 +26,8 @@ Y = X[:, :1] * 2 - 1
 ONE = jax.devices()[:1]
 
 
-def test_four_devices_train_like_one():
+def run_four_device_cases(marks):
+    """Runs tests/parallel_cases.py (the tests selected by ``-m marks``) on 4 CPU devices."""
     env = dict(os.environ)
     env["XLA_FLAGS"] = (
         env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
@@ -34,7 +35,7 @@ def test_four_devices_train_like_one():
     env["JAX_PLATFORMS"] = "cpu"
     env["FUNCNET_COMPILATION_CACHE"] = "0"
     # One process: no xdist workers (the suite's addopts), each compiling again.
-    options = ["-q", "-p", "no:cacheprovider", "-o", "addopts="]
+    options = ["-q", "-p", "no:cacheprovider", "-o", "addopts=", "-m", marks]
     command = [sys.executable, "-m", "pytest", "tests/parallel_cases.py", *options]
     try:
         done = subprocess.run(
@@ -44,6 +45,16 @@ def test_four_devices_train_like_one():
         pytest.fail(f"the 4-device cases took over 240 s:\n{error.stdout}")
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     assert " passed" in done.stdout and "skipped" not in done.stdout, done.stdout[-2000:]
+
+
+def test_four_devices_train_like_one():
+    run_four_device_cases("not slow")
+
+
+@pytest.mark.slow
+def test_four_devices_in_further_configurations():
+    # fsdp, batch norm, two-axis meshes, streams, trimming, checkpoints, the example.
+    run_four_device_cases("slow")
 
 
 def test_make_mesh_from_devices():

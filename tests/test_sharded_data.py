@@ -5,6 +5,9 @@ The cases need 4 devices, so this file runs itself in a subprocess with
 starts, as ``tests/test_parallel.py`` does); the subprocess prints what it
 measured as JSON and the tests below check it. One subprocess for all of
 them: compiling dominates.
+The subprocess compiles everything again, so its cases are marked slow; by
+default ``tests/parallel_cases.py`` checks that 4 devices train like one and
+that each holds a quarter of the training data.
 """
 
 import json
@@ -101,6 +104,7 @@ def measured():
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_four_devices_train_like_one_with_shuffling(measured):
     assert measured["params_gap"] < 1e-5
     one, four, chunks = measured["losses"]
@@ -108,12 +112,14 @@ def test_four_devices_train_like_one_with_shuffling(measured):
     np.testing.assert_allclose(chunks, one, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_each_device_holds_a_quarter_of_the_data(measured):
     per_example = (3 + 1) * 4  # x and y, float32
     assert measured["bytes_1"] == {"0": 48 * per_example}
     assert measured["bytes_4"] == {str(i): 12 * per_example for i in range(4)}
 
 
+@pytest.mark.slow
 def test_rows_come_exactly_from_padded_shards_with_one_reduce_scatter(measured):
     assert measured["shards"] == [12]
     assert measured["rows_exact"]

@@ -4,6 +4,9 @@ The cases need 4 devices, so this file runs itself in a subprocess with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (set before JAX
 starts), as ``tests/test_sharded_data.py`` does; the subprocess prints what
 it measured as JSON and the tests below check it.
+The subprocess compiles everything again, so its cases are marked slow; by
+default ``tests/parallel_cases.py`` checks that 4 devices train like one and
+that each holds a quarter of the training data.
 """
 
 import json
@@ -90,12 +93,14 @@ def measured():
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_each_device_holds_a_quarter_of_the_validation_data(measured):
     assert measured["bytes_1"] == {"0": N_VAL * PER_EXAMPLE}
     # Before: device 0 held all 22 rows and every evaluation copied them to the others.
     assert measured["bytes_4"] == {str(i): 6 * PER_EXAMPLE for i in range(4)}
 
 
+@pytest.mark.slow
 def test_validation_on_four_devices_equals_one_device_and_evaluate(measured):
     one, four = measured["history_1"], measured["history_4"]
     for name in ("val_loss", "val_mae", "loss"):
@@ -105,6 +110,7 @@ def test_validation_on_four_devices_equals_one_device_and_evaluate(measured):
     np.testing.assert_allclose(four["val_mae"][-1], last["mae"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_evaluate_on_a_mesh_equals_evaluate_on_one_device(measured):
     for split, alone in zip(
         measured["split_evaluate"], [measured["evaluate_4"], measured["evaluate_1"]]
