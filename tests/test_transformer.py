@@ -23,6 +23,11 @@ from funcnet._src.layers.attention import apply_rotary
 IDS = jax.ShapeDtypeStruct((None, 8), jnp.int32)
 
 
+def init(layer, input_shape, seed=0):
+    """``layer``'s params and state, initialised by one compiled program (not op by op)."""
+    return jax.jit(lambda key: layer.init(key, input_shape)[1:])(jax.random.key(seed))
+
+
 # --------------------------------------------------------------------------
 # A numpy reference of one block (Vaswani et al. 2017; pre-norm as GPT-2)
 
@@ -94,16 +99,21 @@ def np_block(x, p, *, norm_first, ffn, causal, mask, rotary):
 )
 def test_block_matches_the_numpy_reference(make, norm_first, ffn, causal, rotary):
     block = make(8, 2, ffn=ffn, norm_first=norm_first, rotary=rotary, ffn_features=12)
-    _, params, state = block.init(jax.random.key(0), ((None, 5, 8), (None, 5)))
-    # Non-trivial norms: random scales and biases instead of ones and zeros.
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(1), len(leaves))
-    params = jax.tree.unflatten(
-        tree, [a + 0.1 * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys)]
-    )
     x = jax.random.normal(jax.random.key(2), (2, 5, 8))
     mask = jnp.array([[True] * 5, [True, True, True, False, False]])
-    (y, mask_out), _ = jax.jit(lambda p, x, m: block.apply(p, state, (x, m)))(params, x, mask)
+
+    @jax.jit  # init, perturb and apply: one program
+    def run(x, m):
+        _, params, state = block.init(jax.random.key(0), ((None, 5, 8), (None, 5)))
+        # Non-trivial norms: random scales and biases instead of ones and zeros.
+        leaves, tree = jax.tree.flatten(params)
+        keys = jax.random.split(jax.random.key(1), len(leaves))
+        params = jax.tree.unflatten(
+            tree, [a + 0.1 * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys)]
+        )
+        return params, block.apply(params, state, (x, m))[0]
+
+    params, (y, mask_out) = run(x, mask)
     p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
     want = np_block(
         np.asarray(x, np.float64), p64, norm_first=norm_first, ffn=ffn, causal=causal,
@@ -120,7 +130,7 @@ def test_block_matches_the_numpy_reference(make, norm_first, ffn, causal, rotary
 @pytest.fixture(scope="module")
 def encoder():
     block = fn.TransformerEncoderBlock(8, 2)
-    _, params, state = block.init(jax.random.key(0), ((None, 6, 8), (None, 6)))
+    params, state = init(block, ((None, 6, 8), (None, 6)))
     return jax.jit(lambda x, mask: block.apply(params, state, (x, mask))[0][0])
 
 
@@ -138,7 +148,7 @@ def test_padding_does_not_change_the_real_tokens(encoder):
 
 def test_causal_and_padding_masks_compose():
     block = fn.TransformerDecoderBlock(8, 2)
-    _, params, state = block.init(jax.random.key(0), ((None, 6, 8), (None, 6)))
+    params, state = init(block, ((None, 6, 8), (None, 6)))
     run = jax.jit(lambda x, mask: block.apply(params, state, (x, mask))[0][0])
     x = jax.random.normal(jax.random.key(4), (1, 6, 8))
     mask = jnp.array([[True, False, True, True, True, True]])  # position 1 is padding
@@ -158,22 +168,26 @@ def test_rotary_scores_depend_on_the_distance_only():
     q = jax.random.normal(jax.random.key(5), (1, 1, 1, 8))
     k = jax.random.normal(jax.random.key(6), (1, 1, 1, 8))
 
+    @jax.jit  # one program for every pair of positions
+    def score_at(m, n):
+        qm = apply_rotary(q, m[None], 10000.0)
+        kn = apply_rotary(k, n[None], 10000.0)
+        return jnp.sum(qm * kn)
+
     def score(m, n):
-        qm = apply_rotary(q, jnp.array([m]), 10000.0)
-        kn = apply_rotary(k, jnp.array([n]), 10000.0)
-        return float(jnp.sum(qm * kn))
+        return float(score_at(jnp.int32(m), jnp.int32(n)))
 
     base = score(3, 1)
     for shift in (1, 7, 40):
         assert score(3 + shift, 1 + shift) == pytest.approx(base, rel=1e-4, abs=1e-5)
     assert score(5, 1) != pytest.approx(base, rel=1e-3)  # another distance, another score
     # Rotation keeps norms: position is in the angle, not the size.
-    np.testing.assert_allclose(jnp.linalg.norm(apply_rotary(q, jnp.array([9]), 1e4)),
-                               jnp.linalg.norm(q), rtol=1e-5)  # fmt: skip
+    rotated = jax.jit(lambda q: apply_rotary(q, jnp.array([9]), 1e4))(q)
+    np.testing.assert_allclose(np.linalg.norm(rotated), np.linalg.norm(q), rtol=1e-5)
 
 
 def test_sinusoids_are_the_papers():
-    y, _ = fn.SinusoidalPositions().apply({}, {}, jnp.zeros((1, 4, 6)))
+    y, _ = jax.jit(lambda x: fn.SinusoidalPositions().apply({}, {}, x))(jnp.zeros((1, 4, 6)))
     t, i = np.arange(4)[:, None], np.arange(3)[None, :]
     angles = t / 10000 ** (2 * i / 6)
     want = np.stack([np.sin(angles), np.cos(angles)], -1).reshape(4, 6)
@@ -187,22 +201,26 @@ def test_sinusoids_are_the_papers():
 def test_tied_embedding_holds_one_table_that_both_ends_train():
     body = fn.Dense(4)
     net = fn.tied_embedding(body, 10, 4)
-    _, params, state = net.init(jax.random.key(0), jax.ShapeDtypeStruct((None, 3), jnp.int32))
+    params, state = init(net, jax.ShapeDtypeStruct((None, 3), jnp.int32))
     tables = [a for a in jax.tree.leaves(params) if a.shape == (10, 4)]
     assert len(tables) == 1 and set(params) == {"embedding", "body"}
-    ids = jnp.array([[1, 2, 2]])
-    targets = jnp.array([[2, 3, 4]])
+    ids = np.array([[1, 2, 2]])
+    targets = np.array([[2, 3, 4]])  # host labels: the loss validates them while tracing
 
     def loss(logits):
         return fn.sparse_categorical_crossentropy(logits, targets, from_logits=True)
 
-    tied = jax.grad(lambda p: loss(net.apply(p, state, ids)[0]))(params)["embedding"]
-
-    def untied(table_in, table_out):
+    def untied(table_in, table_out, params):
         h = body.apply(params["body"], {}, table_in[ids])[0]
         return loss(h @ table_out.T)
 
-    grad_in, grad_out = jax.grad(untied, argnums=(0, 1))(params["embedding"], params["embedding"])
+    @jax.jit  # both gradients in one program
+    def gradients(params):
+        tied = jax.grad(lambda p: loss(net.apply(p, state, ids)[0]))(params)["embedding"]
+        table = params["embedding"]
+        return tied, jax.grad(untied, argnums=(0, 1))(table, table, params)
+
+    tied, (grad_in, grad_out) = gradients(params)
     np.testing.assert_allclose(tied, grad_in + grad_out, rtol=1e-5, atol=1e-7)
     assert np.abs(grad_in).sum() > 0 and np.abs(grad_out).sum() > 0
     assert np.abs(grad_out[7]).sum() > 0 and np.abs(grad_in[7]).sum() == 0  # id 7: output only
@@ -245,9 +263,15 @@ def test_cached_logits_equal_the_full_pass(positions):
     kw = dict(positions=positions, max_length=8, ffn="swiglu")
     lm = fn.TransformerLM(11, 8, 2, 2, **kw)
     decoder = fn.TransformerLM(11, 8, 2, 2, decode=True, **kw)
-    _, params, state = lm.init(jax.random.key(0), IDS)
+    params, state = init(lm, IDS)
     ids = jax.random.randint(jax.random.key(1), (2, 8), 0, 11)
-    full, _ = jax.jit(lambda p, x: lm.apply(p, state, x))(params, ids)
+
+    @jax.jit  # the full pass, the cached decoding and a step past the end: one program
+    def run(p, x):
+        full, _ = lm.apply(p, state, x)
+        cached, cache = decode(p, x)
+        beyond, _ = decoder.apply(p, cache, x[:, :1])
+        return full, cached, beyond
 
     def decode(p, x):
         _, _, cache = decoder.init(jax.random.key(0), jax.ShapeDtypeStruct((2, 8), jnp.int32))
@@ -258,17 +282,16 @@ def test_cached_logits_equal_the_full_pass(positions):
             steps.append(logits)
         return jnp.concatenate(steps, axis=1), cache
 
-    cached, cache = jax.jit(decode)(params, ids)
+    full, cached, beyond = run(params, ids)
     np.testing.assert_allclose(cached, full, rtol=1e-4, atol=1e-5)
     # Past the end of the cache: NaN, not a silently clamped write.
-    beyond, _ = jax.jit(lambda p, c: decoder.apply(p, c, ids[:, :1]))(params, cache)
     assert bool(jnp.isnan(beyond).all())
 
 
 @pytest.fixture(scope="module")
 def trained_shape_lm():
     lm = fn.TransformerLM(11, 8, 2, 2)
-    _, params, state = lm.init(jax.random.key(3), IDS)
+    params, state = init(lm, IDS, seed=3)
     return lm, params, state
 
 
@@ -307,12 +330,12 @@ def test_sampling_is_reproducible_and_follows_the_key(trained_shape_lm):
 
 def test_dropout_acts_only_in_training():
     block = fn.TransformerEncoderBlock(8, 2, dropout=0.5)
-    _, params, state = block.init(jax.random.key(0), (None, 4, 8))
+    params, state = init(block, (None, 4, 8))
     x = jax.random.normal(jax.random.key(7), (1, 4, 8))
-    y1, _ = block.apply(params, state, x)
-    y2, _ = block.apply(params, state, x)
+    infer = jax.jit(lambda x: block.apply(params, state, x)[0])
+    y1, y2 = infer(x), infer(x)
     np.testing.assert_array_equal(y1, y2)
-    y_train, _ = block.apply(params, state, x, train=True, key=1)
+    y_train = jax.jit(lambda x: block.apply(params, state, x, train=True, key=1)[0])(x)
     assert not np.allclose(y_train, y1)
     with pytest.raises(fn.LayerValueError, match="needs a key when train=True"):
         block.apply(params, state, x, train=True)
