@@ -24,12 +24,16 @@ def pool_ref(x, window, strides, pads, kind):
     return y
 
 
-def run(net, x):
+def run(nets, x):
+    """Each of ``nets`` applied to ``x`` in float64, all in one compiled program."""
     with jax.enable_x64(True):
-        out_shape, params, state = net.init(jax.random.key(0), (None, *x.shape[1:]))
-        y, _ = net.apply(params, state, jnp.asarray(x, jnp.float64))
-        assert out_shape == (None, *y.shape[1:])
-    return np.asarray(y)
+        inits = [net.init(jax.random.key(0), (None, *x.shape[1:])) for net in nets]
+        ys = jax.jit(lambda x: [net.apply(p, s, x)[0] for net, (_, p, s) in zip(nets, inits)])(
+            jnp.asarray(x, jnp.float64)
+        )
+        for (out_shape, _, _), y in zip(inits, ys):
+            assert out_shape == (None, *y.shape[1:])
+    return [np.asarray(y) for y in ys]
 
 
 def rand(shape, seed=0):
@@ -39,7 +43,7 @@ def rand(shape, seed=0):
 def test_avg_pool_same_averages_real_elements_only():
     # 3x3 grid 0..8, 2x2 windows, stride 2, SAME: one padded row and column at the end.
     x = jnp.arange(9.0).reshape(1, 3, 3, 1)
-    y, _ = fn.AvgPool((2, 2), padding="SAME").apply({}, {}, x)
+    y, _ = jax.jit(lambda x: fn.AvgPool((2, 2), padding="SAME").apply({}, {}, x))(x)
     np.testing.assert_allclose(
         y[0, :, :, 0], [[(0 + 1 + 3 + 4) / 4, (2 + 5) / 2], [(6 + 7) / 2, 8.0]]
     )
@@ -47,7 +51,7 @@ def test_avg_pool_same_averages_real_elements_only():
 
 def test_max_pool_padding_never_wins():
     x = -1.0 - jnp.arange(5.0).reshape(1, 5, 1)  # all negative: a zero pad would win
-    y, _ = fn.MaxPool(2, padding="SAME").apply({}, {}, x)
+    y, _ = jax.jit(lambda x: fn.MaxPool(2, padding="SAME").apply({}, {}, x))(x)
     np.testing.assert_allclose(y.ravel(), [-1.0, -3.0, -5.0])
 
 
@@ -80,23 +84,24 @@ def expected_pads(window, strides, padding, sizes):
     return pads
 
 
-@pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("window, strides, padding, sizes", CONFIGS)
-def test_pools_match_numpy(kind, window, strides, padding, sizes):
+def test_pools_match_numpy(window, strides, padding, sizes):
     x = rand((2, *sizes, 3), seed=len(sizes))
-    layer = fn.MaxPool if kind == "max" else fn.AvgPool
-    y = run(layer(window, strides, padding), x)
+    ys = run([fn.MaxPool(window, strides, padding), fn.AvgPool(window, strides, padding)], x)
     stride = window if strides is None else strides
-    expected = pool_ref(x, window, stride, expected_pads(window, stride, padding, sizes), kind)
-    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+    pads = expected_pads(window, stride, padding, sizes)
+    for kind, y in zip(["max", "avg"], ys):
+        expected = pool_ref(x, window, stride, pads, kind)
+        np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12, err_msg=kind)
 
 
 @pytest.mark.parametrize("sizes", [(5,), (3, 4), (2, 3, 2)], ids=["1d", "2d", "3d"])
 def test_global_pools_match_numpy(sizes):
     x = rand((2, *sizes, 3), seed=3)
     axes = tuple(range(1, x.ndim - 1))
-    np.testing.assert_allclose(run(fn.GlobalAvgPool(), x), x.mean(axis=axes), rtol=1e-12)
-    np.testing.assert_allclose(run(fn.GlobalMaxPool(), x), x.max(axis=axes), rtol=1e-12)
+    mean, largest = run([fn.GlobalAvgPool(), fn.GlobalMaxPool()], x)
+    np.testing.assert_allclose(mean, x.mean(axis=axes), rtol=1e-12)
+    np.testing.assert_allclose(largest, x.max(axis=axes), rtol=1e-12)
 
 
 def test_unknown_sizes_stay_unknown():
@@ -107,7 +112,7 @@ def test_unknown_sizes_stay_unknown():
 def test_avg_pool_sums_bfloat16_in_float32():
     # 512 ones summed in bfloat16 would stall at 256 (257 is not a bfloat16).
     x = jnp.ones((1, 512, 1), jnp.bfloat16)
-    y, _ = fn.AvgPool(512).apply({}, {}, x)
+    y, _ = jax.jit(lambda x: fn.AvgPool(512).apply({}, {}, x))(x)
     assert y.dtype == jnp.bfloat16
     assert float(y[0, 0, 0]) == 1.0
 
@@ -115,7 +120,7 @@ def test_avg_pool_sums_bfloat16_in_float32():
 def test_avg_pool_gradient_spreads_over_real_elements():
     # Size 3, window 2, stride 2, SAME: windows {0, 1} and {2} (count 1, not 2).
     x = jnp.zeros((1, 3, 1))
-    grad = jax.grad(lambda x: fn.AvgPool(2, padding="SAME").apply({}, {}, x)[0].sum())(x)
+    grad = jax.jit(jax.grad(lambda x: fn.AvgPool(2, padding="SAME").apply({}, {}, x)[0].sum()))(x)
     np.testing.assert_allclose(grad.ravel(), [0.5, 0.5, 1.0])
 
 
