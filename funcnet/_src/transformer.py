@@ -519,9 +519,9 @@ def TransformerDecoderBlock(
         >>> block = fn.TransformerDecoderBlock(8, num_heads=2, ffn="swiglu", rotary=True)
         >>> out_shape, params, state = block.init(jax.random.key(0), (None, 5, 8))
         >>> x = jax.random.normal(jax.random.key(1), (1, 5, 8))
-        >>> y, _ = block.apply(params, state, x)
-        >>> y2, _ = block.apply(params, state, x.at[:, 4].set(0.0))  # change the last token
-        >>> bool(jnp.allclose(y[:, :4], y2[:, :4]))  # the earlier positions do not see it
+        >>> pair = jnp.concatenate([x, x.at[:, 4].set(0.0)])  # the 2nd changes the last token
+        >>> y, _ = block.apply(params, state, pair)
+        >>> bool(jnp.allclose(y[0, :4], y[1, :4]))  # the earlier positions do not see it
         True
     """
     return _block(
