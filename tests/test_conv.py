@@ -72,7 +72,8 @@ def run(net, x):
     """Applies ``net`` in float64 and checks the init shape; returns y and float64 params."""
     with jax.enable_x64(True):
         out_shape, params, state = net.init(jax.random.key(0), (None, *x.shape[1:]))
-        y, _ = net.apply(params, state, jnp.asarray(x, jnp.float64))
+        apply = jax.jit(lambda x: net.apply(params, state, x)[0])  # one program, not op by op
+        y = apply(jnp.asarray(x, jnp.float64))
         assert out_shape == (None, *y.shape[1:])
     return np.asarray(y), jax.tree.map(lambda a: np.asarray(a, np.float64), params)
 
@@ -247,12 +248,17 @@ def test_conv_transpose_is_the_input_gradient_of_conv(padding, size):
         conv = fn.Conv(5, kernel, strides, padding, use_bias=False, **NP)
         _, params, _ = conv.init(jax.random.key(0), (None, *size, 3))
         x = jnp.asarray(rand((2, *size, 3), seed=9))
-        y, vjp = jax.vjp(lambda x: conv.apply(params, {}, x)[0], x)
+        y = jax.eval_shape(lambda x: conv.apply(params, {}, x)[0], x)
         cotangent = jnp.asarray(rand(y.shape, seed=10))
-        (expected,) = vjp(cotangent)
         transpose = fn.ConvTranspose(3, kernel, strides, padding, use_bias=False)
         w_t = {"w": jnp.swapaxes(params["w"], -1, -2)}
-        got, _ = transpose.apply(w_t, {}, cotangent)
+
+        @jax.jit  # the Conv's input gradient and the ConvTranspose: one program
+        def both(x, cotangent):
+            _, vjp = jax.vjp(lambda x: conv.apply(params, {}, x)[0], x)
+            return vjp(cotangent)[0], transpose.apply(w_t, {}, cotangent)[0]
+
+        expected, got = both(x, cotangent)
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
 
 
