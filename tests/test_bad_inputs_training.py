@@ -46,7 +46,24 @@ def test_an_optimizer_name_trains_as_the_optax_optimizer_with_keras_defaults():
     assert same_tree(sgd.params, train(optimizer=optax.sgd(0.01), epochs=2).params)
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_every_optimizer_name_builds_an_optimizer_a_train_step_can_trace():
+    # Traced, not compiled (one compile per optimizer is the slow test below).
+    for name in sorted(OPTIMIZERS):
+
+        def one_step(x, y, name=name):
+            ts = fn.init_train_state(NET, name, (None, 2), key=0)
+            return fn.make_train_step(NET, "mse", name)(ts, (x, y))
+
+        ts, loss = jax.eval_shape(one_step, X, Y)
+        assert (ts.step.shape, ts.step.dtype, loss.shape) == ((), jnp.int32, ()), name
+        assert jax.tree.map(lambda a: a.shape, ts.params) == jax.tree.map(jnp.shape, PARAMS)
+
+
+# Each name's step run once: adam by default, the further optimizers as slow tests.
+@pytest.mark.parametrize(
+    "name",
+    [n if n == "adam" else pytest.param(n, marks=pytest.mark.slow) for n in sorted(OPTIMIZERS)],
+)
 def test_every_optimizer_name_builds_an_optimizer(name):
     ts = fn.init_train_state(NET, name, (None, 2), key=0)
     step = fn.make_train_step(NET, "mse", name)

@@ -405,7 +405,10 @@ def test_batch_size_that_does_not_divide_follows_the_site():
     assert int(result.train_state.step) == 100 * 8
 
 
-@pytest.mark.parametrize("regularization, rate", [("L1", 0.0), ("L2", 0.0), ("L1", 0.01)])
+@pytest.mark.parametrize(
+    "regularization, rate",
+    [("L1", 0.0), pytest.param("L2", 0.0, marks=pytest.mark.slow), ("L1", 0.01)],
+)
 def test_no_hidden_layer_with_regularization_trains(regularization, rate):
     # The Playground's feature-selection setting: inputs straight to the output.
     result = run_playground(
