@@ -147,22 +147,26 @@ POOLS = [
 POOL_IDS = ["2x2-valid", "3x3-s2-padded", "overlapping-mixed", "1d", "1d-overlapping", "3d"]
 
 
-@pytest.mark.parametrize("kind", ["max", "sum"])
 @pytest.mark.parametrize("window, strides, pads, size", POOLS, ids=POOL_IDS)
-def test_sliced_pool_equals_reduce_window(kind, window, strides, pads, size):
+def test_sliced_pool_equals_reduce_window(window, strides, pads, size):
     x = rand((2, *size, 3), seed=6)
-    pool = kernels.max_pool if kind == "max" else kernels.sum_pool
+    pools = {"max": kernels.max_pool, "sum": kernels.sum_pool}
 
-    @jax.jit  # one compilation per case, not one per eager operation
+    @jax.jit  # one compilation per case (max and sum), not one per eager operation
     def both(x):
-        y, vjp = jax.vjp(lambda x: pool(x, window, strides, pads, impl="im2col"), x)
-        y_ref, vjp_ref = jax.vjp(lambda x: reduce_window(kind, x, window, strides, pads), x)
-        g = jax.random.normal(jax.random.key(8), y.shape)
-        return y, y_ref, vjp(g)[0], vjp_ref(g)[0]
+        out = {}
+        for kind, pool in pools.items():
+            y, vjp = jax.vjp(lambda x, pool=pool: pool(x, window, strides, pads, impl="im2col"), x)
+            y_ref, vjp_ref = jax.vjp(
+                lambda x, kind=kind: reduce_window(kind, x, window, strides, pads), x
+            )
+            g = jax.random.normal(jax.random.key(8), y.shape)
+            out[kind] = (y, y_ref, vjp(g)[0], vjp_ref(g)[0])
+        return out
 
-    y, y_ref, dx, dx_ref = both(x)
-    np.testing.assert_allclose(y, y_ref, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(dx, dx_ref, rtol=1e-6, atol=1e-6)
+    for kind, (y, y_ref, dx, dx_ref) in both(x).items():
+        np.testing.assert_allclose(y, y_ref, rtol=1e-6, atol=1e-6, err_msg=kind)
+        np.testing.assert_allclose(dx, dx_ref, rtol=1e-6, atol=1e-6, err_msg=kind)
 
 
 def test_max_pool_ties_give_the_whole_gradient_to_the_first_maximum():
@@ -170,8 +174,12 @@ def test_max_pool_ties_give_the_whole_gradient_to_the_first_maximum():
     # all to the first (row-major) maximum; the sliced pool must do the same.
     x = jnp.array([[0.0, 0.0, 2.0, 1.0], [0.0, 0.0, 2.0, 2.0]]).reshape(1, 2, 4, 1)
     pads = [(0, 0), (0, 0)]
-    g = jax.grad(lambda x: kernels.max_pool(x, (2, 2), (2, 2), pads, impl="im2col").sum())(x)
-    g_ref = jax.grad(lambda x: reduce_window("max", x, (2, 2), (2, 2), [(0, 0), (0, 0)]).sum())(x)
+    g, g_ref = jax.jit(  # both gradients: one program
+        lambda x: (
+            jax.grad(lambda x: kernels.max_pool(x, (2, 2), (2, 2), pads, impl="im2col").sum())(x),
+            jax.grad(lambda x: reduce_window("max", x, (2, 2), (2, 2), pads).sum())(x),
+        )
+    )(x)
     expected = [[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
     np.testing.assert_array_equal(g[0, :, :, 0], expected)
     np.testing.assert_array_equal(g_ref[0, :, :, 0], expected)
@@ -187,9 +195,12 @@ def test_max_pool_propagates_nan_like_lax_max():
 @pytest.mark.parametrize("layer", [fn.MaxPool, fn.AvgPool])
 def test_pool_layers_agree_across_implementations(layer):
     x = rand((2, 7, 6, 3), seed=9).astype(jnp.bfloat16)
-    outs = {}
-    for impl in ("native", "im2col"):
-        outs[impl] = layer((3, 3), 2, "SAME", impl=impl).apply({}, {}, x)[0]
+    outs = jax.jit(  # both implementations: one program
+        lambda x: {
+            impl: layer((3, 3), 2, "SAME", impl=impl).apply({}, {}, x)[0]
+            for impl in ("native", "im2col")
+        }
+    )(x)
     assert outs["im2col"].dtype == jnp.bfloat16
     np.testing.assert_allclose(
         outs["im2col"].astype(np.float32), outs["native"].astype(np.float32), rtol=1e-2, atol=1e-2
