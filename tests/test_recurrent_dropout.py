@@ -97,6 +97,11 @@ def test_inference_and_rate_zero_are_bit_identical_to_no_dropout():
 # Training: the structure of Keras's masks
 
 
+def trained(net, params, x, key):
+    """funcnet's training-mode output, jitted: one program, not one per eager op."""
+    return jax.jit(lambda params, x: net.apply(params, {}, x, train=True, key=key)[0])(params, x)
+
+
 def _identity_rnn(kind_of_dropout, rate, features=4):
     """SimpleRNN weights that show a mask: linear, w = I, u = I, no bias."""
     kwargs = {kind_of_dropout: rate, "use_bias": False, "return_sequences": True}
@@ -120,7 +125,7 @@ def test_one_input_mask_per_sequence_with_the_dropout_scale_as_keras():
     k.set_weights([params["w"], np.zeros_like(params["u"])])
     params = {**params, "u": jnp.zeros((4, 4))}  # h_t = x_t * mask: the input mask itself
     x = np.ones((500, 3, 4), np.float32)
-    ours, _ = net.apply(params, {}, x, train=True, key=0)
+    ours = trained(net, params, x, key=0)
     theirs = keras_call(k, x, training=True)
     for y in (np.asarray(ours), theirs):
         # A unit dropped at one step is dropped at every step: one mask per sequence.
@@ -135,7 +140,7 @@ def test_one_recurrent_mask_per_sequence_as_keras():
     rate = 0.5
     k, net, params = _identity_rnn("recurrent_dropout", rate)
     x = _impulse(400, 4, 4)  # h_0 = 1, then h_t = h_{t-1} * mask = mask^t
-    ours, _ = net.apply(params, {}, x, train=True, key=1)
+    ours = trained(net, params, x, key=1)
     theirs = keras_call(k, x, training=True)
     for y in (np.asarray(ours), theirs):
         np.testing.assert_array_equal(y[:, 0], 1.0)
@@ -155,7 +160,7 @@ def _kept_fraction_lstm(keras_layer_options, funcnet_options):
     k.set_weights([w, np.zeros((units, 4 * units), np.float32), np.zeros(4 * units, np.float32)])
     net = fn.LSTM(units, None, None, **funcnet_options)
     x = np.ones((1000, 1, units), np.float32)
-    ours, _ = net.apply(params_of(k), {}, x, train=True, key=2)
+    ours = trained(net, params_of(k), x, key=2)
     theirs = keras_call(k, x, training=True)
     return (np.asarray(ours) != 0).mean(), (theirs != 0).mean()
 
