@@ -77,21 +77,32 @@ def test_works_under_jit_vmap_and_inside_serial():
     def loss(net, params, x):
         return jnp.sum(net.apply(params, state, x)[0] ** 2)
 
-    # Compiled, so each gradient costs one compile rather than an eager dispatch per op.
-    want = jax.jit(jax.grad(loss, argnums=1), static_argnums=0)(reference, params, x)
-    got = jax.jit(jax.grad(loss, argnums=1), static_argnums=0)(net, params, x)
+    xs = jnp.stack([x, 2 * x])
+    grad = jax.grad(loss, argnums=1)
+
+    @jax.jit  # every gradient below in one compiled program, not one per op or per check
+    def gradients(params, x, xs):
+        return {
+            "want": grad(reference, params, x),
+            "got": grad(net, params, x),
+            # Per-example gradients: vmap of grad.
+            "per_example": jax.vmap(lambda xi: grad(net, params, xi[None]))(x),
+            # grad of vmap over an extra axis.
+            "got_v": jax.grad(lambda p: jnp.sum(jax.vmap(lambda xi: loss(net, p, xi))(xs)))(params),
+            "want_v": jax.grad(lambda p: loss(reference, p, x) + loss(reference, p, 2 * x))(params),
+        }
+
+    g = gradients(params, x, xs)
+    want, got, per_example, got_v, want_v = (
+        g[k] for k in ("want", "got", "per_example", "got_v", "want_v")
+    )
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got, want)
-    # Per-example gradients: vmap of grad, summed, equals the batch gradient.
-    per_example = jax.jit(jax.vmap(lambda xi: jax.grad(loss, argnums=1)(net, params, xi[None])))(x)
+    # Per-example gradients, summed, equal the batch gradient.
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a.sum(0), b, rtol=1e-5, atol=1e-6),
         per_example,
         want,
     )
-    # grad of vmap over an extra axis.
-    xs = jnp.stack([x, 2 * x])
-    got_v = jax.jit(jax.grad(lambda p: jnp.sum(jax.vmap(lambda xi: loss(net, p, xi))(xs))))(params)
-    want_v = jax.jit(jax.grad(lambda p: loss(reference, p, x) + loss(reference, p, 2 * x)))(params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), got_v, want_v)
 
 
