@@ -112,12 +112,18 @@ def test_loss_value_errors_on_concrete_inputs():
     assert jnp.isfinite(jax.jit(fn.binary_crossentropy)(jnp.full(2, 0.5), jnp.ones(2)))
 
 
+OVERFLOWS = [(jnp.float16, 1e4), (jnp.bfloat16, 1e38), (jnp.float32, 1e38)]
+
+
+# Every dtype with the scan; the Python loop's check is the same for each
+# dtype, so beyond float16 its cases are slow tests.
 @pytest.mark.parametrize(
-    ("dtype", "learning_rate"),
-    [(jnp.float16, 1e4), (jnp.bfloat16, 1e38), (jnp.float32, 1e38)],
+    ("loop", "dtype", "learning_rate"),
+    [("scan", *case) for case in OVERFLOWS]
+    + [("python", *OVERFLOWS[0])]
+    + [pytest.param("python", *case, marks=pytest.mark.slow) for case in OVERFLOWS[1:]],
 )
-@pytest.mark.parametrize("loop", ["scan", "python"])
-def test_an_update_that_overflows_keeps_the_last_finite_params(dtype, learning_rate, loop):
+def test_an_update_that_overflows_keeps_the_last_finite_params(loop, dtype, learning_rate):
     # Finite loss and gradients; the update lr * grad overflows the params' dtype.
     net = fn.Dense(1, param_dtype=dtype)
     x = np.full((8, 2), 10.0, np.float32)
