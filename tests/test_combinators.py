@@ -337,9 +337,18 @@ def test_repeat_stacks_params_and_equals_serial_copies():
     # Same key splitting as serial, so the same params.
     jax.tree.map(np.testing.assert_array_equal, unstack(params, n), chain_params)
     x = x_of(5, 3)
-    for kwargs in ({}, {"key": jax.random.key(7), "train": True}):
-        got, _ = net.apply(params, state, x, **kwargs)
-        want, _ = chain.apply(unstack(params, n), unstack(state, n), x, **kwargs)
+    chain_params, chain_state = unstack(params, n), unstack(state, n)
+
+    @jax.jit  # both models, inference and training: one program
+    def outputs(x):
+        out = []
+        for kwargs in ({}, {"key": jax.random.key(7), "train": True}):
+            got, _ = net.apply(params, state, x, **kwargs)
+            want, _ = chain.apply(chain_params, chain_state, x, **kwargs)
+            out.append((got, want))
+        return out
+
+    for got, want in outputs(x):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
