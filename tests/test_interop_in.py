@@ -37,6 +37,17 @@ def grads(forward, params, x):
     return jax.jit(jax.grad(lambda p, x: jnp.sum(forward(p, x) ** 2), argnums=(0, 1)))(params, x)
 
 
+_JITTED = {}
+
+
+def jitted(layer):
+    """layer.apply under jax.jit, one per layer: one program per call signature instead of
+    one per eager op."""
+    if id(layer) not in _JITTED:
+        _JITTED[id(layer)] = (layer, jax.jit(layer.apply, static_argnames="train"))
+    return _JITTED[id(layer)][1]
+
+
 def layer_grads(layer, params, state, x):
     return grads(lambda p, x: layer.apply(p, state, x)[0], params, x)
 
@@ -66,11 +77,11 @@ def linen():
 def test_flax_forward_grads_and_batch_stats_equal_flax(linen):
     _, module, layer, params, state = linen
     variables = {"params": params, **state}
-    close(layer.apply(params, state, X)[0], module.apply(variables, X))
+    close(jitted(layer)(params, state, X)[0], module.apply(variables, X))
     ours = layer_grads(layer, params, state, X)
     theirs = grads(lambda p, x: module.apply({"params": p, **state}, x), params, X)
     close(ours, theirs)
-    y, new_state = layer.apply(params, state, X, train=True, key=DROPOUT_KEY)
+    y, new_state = jitted(layer)(params, state, X, train=True, key=DROPOUT_KEY)
     y_flax, updated = module.apply(
         variables, X, train=True, rngs={"dropout": DROPOUT_KEY}, mutable=["batch_stats"]
     )
@@ -89,9 +100,9 @@ def test_flax_init_matches_flax_init_and_finds_the_deterministic_keyword(linen):
 
     layer = fn.from_flax(Drop())
     _, params, state = layer.init(jax.random.key(0), (None, 3))
-    eval_y = layer.apply(params, state, X)[0]
+    eval_y = jitted(layer)(params, state, X)[0]
     close(eval_y, Drop().apply({"params": params}, X))
-    train_y = layer.apply(params, state, X, train=True, key=DROPOUT_KEY)[0]
+    train_y = jitted(layer)(params, state, X, train=True, key=DROPOUT_KEY)[0]
     close(train_y, Drop().apply({"params": params}, X, False, rngs={"dropout": DROPOUT_KEY}))
     assert np.any(np.asarray(train_y) == 0.0) and not np.any(np.asarray(eval_y) == 0.0)
 
@@ -125,7 +136,7 @@ def test_nnx_init_forward_grads_and_batch_stats_equal_nnx(nnx_model):
     graphdef, nnx_params, rest = nnx.split(model, nnx.Param, ...)
     close(params, {".".join(map(str, p)): v for p, v in nnx.to_flat_state(nnx_params)})
     model.eval()
-    close(layer.apply(params, state, X)[0], model(X))
+    close(jitted(layer)(params, state, X)[0], model(X))
 
     def nnx_forward(p, x):
         m = nnx.merge(graphdef, p, rest)
@@ -139,16 +150,16 @@ def test_nnx_init_forward_grads_and_batch_stats_equal_nnx(nnx_model):
     model.train()
     model.drop.deterministic = True  # the statistics alone: NNX draws dropout from its own stream
     model(X)
-    _, new_state = layer.apply(params, state, X, train=True, key=DROPOUT_KEY)
+    _, new_state = jitted(layer)(params, state, X, train=True, key=DROPOUT_KEY)
     close(new_state["norm.mean"], model.norm.mean[...])
     close(new_state["norm.var"], model.norm.var[...])
 
 
 def test_nnx_dropout_follows_the_key_and_a_module_keeps_its_weights(nnx_model):
     nnx, _, layer, params, state = nnx_model
-    a = layer.apply(params, state, X, train=True, key=DROPOUT_KEY)[0]
-    b = layer.apply(params, state, X, train=True, key=DROPOUT_KEY)[0]
-    c = layer.apply(params, state, X, train=True, key=jax.random.key(8))[0]
+    a = jitted(layer)(params, state, X, train=True, key=DROPOUT_KEY)[0]
+    b = jitted(layer)(params, state, X, train=True, key=DROPOUT_KEY)[0]
+    c = jitted(layer)(params, state, X, train=True, key=jax.random.key(8))[0]
     close(a, b)
     assert not np.allclose(a, c)
     model = nnx.Linear(3, 2, rngs=nnx.Rngs(5))
@@ -197,13 +208,13 @@ def test_equinox_forward_grads_state_and_dropout_equal_equinox(equinox):
             call, in_axes=(0, None if keys is None else 0), out_axes=(0, None), axis_name="batch"
         )(x, keys)
 
-    close(layer.apply(params, state, X)[0], run(model, X)[0])
+    close(jitted(layer)(params, state, X)[0], run(model, X)[0])
     arrays, static = eqx.partition(model, eqx.is_inexact_array)
     d_params, d_x = grads(lambda a, x: run(eqx.combine(a, static), x)[0], arrays, X)
     ours = layer_grads(layer, params, state, X)
     close(ours[1], d_x)
     close(ours[0]["dense.weight"], d_params.dense.weight)
-    y, new_state = layer.apply(params, state, X, train=True, key=DROPOUT_KEY)
+    y, new_state = jitted(layer)(params, state, X, train=True, key=DROPOUT_KEY)
     y_eqx, eqx_new = run(model, X, jax.random.split(DROPOUT_KEY, len(X)), inference=False)
     close(y, y_eqx)  # one key per example, split from the given key
     close(jax.tree.leaves(new_state["state"]), jax.tree.leaves(eqx_new))
@@ -253,10 +264,10 @@ def test_haiku_init_forward_grads_state_and_dropout_equal_haiku(haiku):
     _, transformed, layer, params, state = haiku
     hk_params, hk_state = transformed.init(jax.random.key(0), jnp.zeros((1, 3)), True)
     close((params, state), (hk_params, hk_state))
-    close(layer.apply(params, state, X)[0], transformed.apply(params, state, None, X, False)[0])
+    close(jitted(layer)(params, state, X)[0], transformed.apply(params, state, None, X, False)[0])
     ours = layer_grads(layer, params, state, X)
     close(ours, grads(lambda p, x: transformed.apply(p, state, None, x, False)[0], params, X))
-    y, new_state = layer.apply(params, state, X, train=True, key=DROPOUT_KEY)
+    y, new_state = jitted(layer)(params, state, X, train=True, key=DROPOUT_KEY)
     y_hk, hk_new = transformed.apply(params, state, DROPOUT_KEY, X, True)
     close((y, new_state), (y_hk, hk_new))
 
@@ -265,7 +276,7 @@ def test_haiku_transformed_pair_with_a_named_train_arg(haiku):
     hk, transformed = haiku[0], haiku[1]
     layer = fn.from_haiku(transformed, train_arg="is_training")
     _, params, state = layer.init(jax.random.key(0), (None, 3))
-    y, _ = layer.apply(params, state, X, train=True, key=DROPOUT_KEY)
+    y, _ = jitted(layer)(params, state, X, train=True, key=DROPOUT_KEY)
     close(y, transformed.apply(params, state, DROPOUT_KEY, X, True)[0])
     plain = hk.transform(lambda x: hk.Linear(2)(x))
     _, p, s = fn.from_haiku(plain).init(jax.random.key(0), (None, 3))
@@ -304,7 +315,7 @@ def test_keras_forward_grads_and_moving_statistics_equal_keras(keras_model):
     non_trainable = [v.value for v in model.non_trainable_variables]
     with jax.numpy_rank_promotion("allow"):
         expected = model(X, training=False)
-    close(layer.apply(params, state, X)[0], expected)
+    close(jitted(layer)(params, state, X)[0], expected)
 
     def keras_forward(values, x):
         with jax.numpy_rank_promotion("allow"):  # Keras broadcasts implicitly
@@ -316,7 +327,7 @@ def test_keras_forward_grads_and_moving_statistics_equal_keras(keras_model):
     close([ours[0][v.path] for v in model.trainable_variables], d_values)
     # Moving statistics from a training step: dropout comes after BatchNorm, so
     # they do not depend on the mask.
-    _, new_state = layer.apply(params, state, X, train=True, key=DROPOUT_KEY)
+    _, new_state = jitted(layer)(params, state, X, train=True, key=DROPOUT_KEY)
     with jax.numpy_rank_promotion("allow"):
         _, keras_new = model.stateless_call(trainable, non_trainable, X, training=True)
     by_path = dict(zip([v.path for v in model.non_trainable_variables], keras_new))
@@ -326,9 +337,9 @@ def test_keras_forward_grads_and_moving_statistics_equal_keras(keras_model):
 
 def test_keras_dropout_follows_the_key(keras_model):
     _, _, layer, params, state = keras_model
-    a = layer.apply(params, state, X, train=True, key=DROPOUT_KEY)[0]
-    b = layer.apply(params, state, X, train=True, key=DROPOUT_KEY)[0]
-    c = layer.apply(params, state, X, train=True, key=jax.random.key(8))[0]
+    a = jitted(layer)(params, state, X, train=True, key=DROPOUT_KEY)[0]
+    b = jitted(layer)(params, state, X, train=True, key=DROPOUT_KEY)[0]
+    c = jitted(layer)(params, state, X, train=True, key=jax.random.key(8))[0]
     close(a, b)
     assert not np.allclose(a, c)
 
