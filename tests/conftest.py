@@ -16,6 +16,11 @@ code generated for them differs, which can move the last bits of a float
 result (no fused multiply-add), well inside the tests' tolerances. A test must not compare chaotic runs (a divergence amplifies
 those bits) across two programs.
 ``FUNCNET_TEST_FULL_CODEGEN=1`` keeps XLA's default code generation.
+
+Beside the tests marked ``@pytest.mark.slow`` in place, the tests listed in
+``tests/slow_tests.txt`` (each measured over 1 s in a cold run on 2 cores) are
+marked slow here, so that the README's ``python -m pytest`` stays under 5
+minutes; ``python -m pytest -m slow`` (CI's second step) runs them all.
 """
 
 import os
@@ -56,6 +61,21 @@ if os.environ.get("FUNCNET_TEST_COMPILATION_CACHE", "1") != "0":
         jax.config.update("jax_compilation_cache_dir", str(_test_cache_dir()))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+_SLOW_LIST = pathlib.Path(__file__).with_name("slow_tests.txt")
+_SLOW_IDS = frozenset(
+    line.strip()
+    for line in _SLOW_LIST.read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own -m selection reads the marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid in _SLOW_IDS:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
