@@ -11,15 +11,12 @@ that each holds a quarter of the training data.
 """
 
 import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from tests._forced_devices import run_script_on_devices
+
 N, BATCH, EPOCHS = 46, 8, 2  # 46 rows: 4 shards of 12, the last padded with 2 zero rows
 
 
@@ -93,15 +90,7 @@ def cases():
 
 @pytest.fixture(scope="module")
 def measured():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (
-        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-    ).strip()
-    env.update(JAX_PLATFORMS="cpu", FUNCNET_COMPILATION_CACHE="0", PYTHONPATH=str(ROOT))
-    command = [sys.executable, str(pathlib.Path(__file__).resolve())]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_script_on_devices(__file__, count=4)
 
 
 @pytest.mark.slow
